@@ -1,0 +1,99 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The one place the environment is read. Every process (gateway, worker, CLI) parses the same
+ * schema once at start; every bad or missing variable is reported together so an operator fixes
+ * them in one go instead of one restart per variable.
+ */
+
+const base64Key32 = z
+  .string()
+  .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded');
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveMs = z.coerce.number().int().positive();
+
+export const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+
+  TEMPORAL_ADDRESS: z.string().min(1).default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('switchboard'),
+  /** The gateway must answer Meta well inside 5 s; a Temporal call slower than this is a 503. */
+  TEMPORAL_RPC_TIMEOUT_MS: positiveMs.default(3000),
+  TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
+
+  META_APP_SECRET: z.string().min(8),
+  /** Instagram-Login webhooks may be signed with the Instagram app secret (contract §1.2, [U]). */
+  INSTAGRAM_APP_SECRET: z.string().min(8).optional(),
+  META_VERIFY_TOKEN: z.string().min(8),
+
+  GRAPH_API_BASE: z.url().default('https://graph.facebook.com'),
+  INSTAGRAM_API_BASE: z.url().default('https://graph.instagram.com'),
+  GRAPH_API_VERSION: z.string().regex(/^v\d+\.\d+$/, 'must look like v23.0').default('v23.0'),
+  GRAPH_API_TIMEOUT_MS: positiveMs.default(10_000),
+
+  /** AES-256-GCM key for channel access tokens (32 bytes, base64). */
+  TOKEN_ENCRYPTION_KEY: base64Key32,
+
+  GATEWAY_HOST: z.string().default('0.0.0.0'),
+  GATEWAY_PORT: port.default(3000),
+  GRAPH_SANDBOX_PORT: port.default(3900),
+
+  /** A conversation run with no event for this long completes; the next message starts a new run. */
+  CONVERSATION_IDLE_TIMEOUT_MS: positiveMs.default(30 * 60_000),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses an environment; throws one ConfigError naming every bad variable. */
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = configSchema.safeParse(cleaned);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const name = issue.path.join('.') || '(environment)';
+    const message = issue.code === 'invalid_type' && cleaned[name] === undefined ? 'is required' : issue.message;
+    return `${name}: ${message}`;
+  });
+  throw new ConfigError(problems);
+}
+
+/**
+ * `npm start` writes the embedded stack's settings to `.data/dev.env`, so the CLI and the
+ * benchmark reach the same database without exporting anything. Real variables win.
+ */
+export function devEnvFile(root = process.cwd()): string {
+  return path.join(root, '.data', 'dev.env');
+}
+
+export function readEnvFile(file: string): Record<string, string> {
+  if (!existsSync(file)) return {};
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+let cached: Config | undefined;
+
+/** The process-wide configuration, parsed once. */
+export function loadConfig(): Config {
+  cached ??= parseConfig({ ...readEnvFile(devEnvFile()), ...process.env });
+  return cached;
+}

@@ -1,0 +1,31 @@
+import { loadConfig } from './config';
+import { createPool } from './db/pool';
+import { createGatewayApp } from './gateway/app';
+import { createLogger } from './logger';
+import { createTemporalClient } from './temporal/client';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger('gateway', config.LOG_LEVEL);
+  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+  const temporal = createTemporalClient({ address: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE });
+  const app = createGatewayApp({ config, pool, temporal, logger });
+  const server = app.listen(config.GATEWAY_PORT, config.GATEWAY_HOST);
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  logger.info({ port: config.GATEWAY_PORT }, 'gateway listening');
+
+  const stop = () => {
+    logger.info('gateway stopping');
+    server.close(() => {
+      void Promise.all([pool.end(), temporal.connection.close()]).finally(() => process.exit(0));
+    });
+    server.closeIdleConnections();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+main().catch((err) => {
+  process.stderr.write(`gateway failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,55 @@
+import { randomUUID } from 'node:crypto';
+import Router from '@koa/router';
+import Koa from 'koa';
+import { sendError } from './errors';
+import { metaWebhookRoutes, type WebhookDeps } from './meta-webhooks';
+import { withTemporalDeadline } from '../temporal/client';
+
+export type GatewayDeps = WebhookDeps;
+
+async function probe(fn: () => Promise<unknown>): Promise<'ok' | 'unavailable'> {
+  try {
+    await fn();
+    return 'ok';
+  } catch {
+    return 'unavailable';
+  }
+}
+
+export function createGatewayApp(deps: GatewayDeps): Koa {
+  const app = new Koa({ proxy: true });
+  const { logger } = deps;
+
+  app.use(async (ctx, next) => {
+    ctx.state.requestId = ctx.get('x-request-id') || randomUUID();
+    ctx.set('x-request-id', ctx.state.requestId);
+    const started = performance.now();
+    try {
+      await next();
+    } catch (err) {
+      logger.error({ requestId: ctx.state.requestId, err: { name: (err as Error).name, message: (err as Error).message } }, 'unhandled error');
+      sendError(ctx, 500, 'internal_error', 'internal error; the request id is in the x-request-id header');
+    }
+    logger.debug({ requestId: ctx.state.requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started) }, 'request');
+  });
+
+  const health = new Router();
+  health.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  health.get('/readyz', async (ctx) => {
+    const timeout = deps.config.TEMPORAL_RPC_TIMEOUT_MS;
+    const [database, temporal] = await Promise.all([
+      probe(() => deps.pool.query('SELECT 1')),
+      probe(() => withTemporalDeadline(deps.temporal.connection, timeout, () => deps.temporal.connection.workflowService.getSystemInfo({}))),
+    ]);
+    const ready = database === 'ok' && temporal === 'ok';
+    ctx.status = ready ? 200 : 503;
+    ctx.body = { status: ready ? 'ready' : 'not_ready', checks: { database, temporal } };
+  });
+
+  const webhooks = metaWebhookRoutes(deps);
+  for (const router of [health, webhooks]) app.use(router.routes()).use(router.allowedMethods());
+  app.use((ctx) => sendError(ctx, 404, 'not_found', `no route for ${ctx.method} ${ctx.path}`));
+  return app;
+}

@@ -1,0 +1,769 @@
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import { z } from 'zod';
+
+/**
+ * A local stand-in for Meta's Graph API (Send API for now). Meta is unreachable from CI and dev
+ * machines, so tests and the dev stack point GRAPH_API_BASE / INSTAGRAM_API_BASE here. It answers
+ * with the shapes of meta-api-contract.md §3–§4, records every call (with tokens hashed, never in
+ * clear) and lets a test queue faults: Meta errors, slow answers, or a request that is accepted
+ * and never answered — the ambiguous send that makes POST /messages non-idempotent (§4.2).
+ *
+ * Adding an endpoint (OAuth, debug_token, subscribed_apps, …) means adding one entry to
+ * `graphRoutes`; versioning, auth, body parsing, recording, faults and latency are shared.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+
+const ERROR_PRESET_NAMES = [
+  'token_expired',
+  'rate_limit',
+  'outside_window',
+  'ig_outside_window',
+  'user_unavailable',
+  'permission_denied',
+  'server_error',
+  'timeout',
+] as const;
+
+export type ErrorPreset = (typeof ERROR_PRESET_NAMES)[number];
+
+/** The `error` object of a Graph error body, minus `fbtrace_id`, which is generated per answer. */
+export interface GraphErrorFields {
+  message: string;
+  type: string;
+  code: number;
+  error_subcode?: number;
+  error_user_title?: string;
+  error_user_msg?: string;
+  is_transient?: boolean;
+}
+
+export interface RecordedRequest {
+  method: string;
+  /** Path without the query string, version prefix kept (e.g. `/v23.0/me/messages`). */
+  path: string;
+  /** `access_token`, if present, is replaced by its `sha256:` fingerprint. */
+  query: Record<string, string>;
+  /** Parsed JSON or form body (form fields holding JSON are decoded); raw text if unparseable; null if empty or refused. */
+  body: unknown;
+  /** Epoch ms. */
+  receivedAt: number;
+  /** HTTP status we answered; 0 when the call was deliberately left unanswered (`timeout` fault). */
+  status: number;
+  /** `sha256:` + first 16 hex chars of sha256(token), whichever way the token was passed. */
+  tokenHash?: string;
+}
+
+export interface FaultSpec {
+  /** How many matching Graph calls this fault answers. */
+  count: number;
+  /** HTTP status; defaults to the preset's (400, or 500 for `server_error`), 400 for a custom `error`. */
+  status?: number;
+  /** Exactly one of `preset` and `error` must be given. */
+  preset?: ErrorPreset;
+  error?: GraphErrorFields;
+  /** Substring of the request path; absent = any Graph call. */
+  match?: string;
+  /** Delay before answering; for `timeout`, how long to hold the request before dropping the socket (default 30 000). */
+  delayMs?: number;
+}
+
+export interface GraphSandbox {
+  url: string;
+  port: number;
+  requests(): RecordedRequest[];
+  /** Clears recorded requests and queued faults. */
+  reset(): void;
+  /** Queues a fault; throws if the spec is invalid. */
+  failNext(spec: FaultSpec): void;
+  close(): Promise<void>;
+}
+
+export interface GraphSandboxOptions {
+  port?: number;
+  host?: string;
+  /** Added to every Graph answer, to imitate Meta's latency in benchmarks. */
+  latencyMs?: number;
+  /** Records kept before the oldest are dropped (default 100 000). */
+  maxRecords?: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Constants and error presets
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+const DEFAULT_MAX_RECORDS = 100_000;
+const DEFAULT_TIMEOUT_HOLD_MS = 30_000;
+/** Past this we stop draining an oversized upload and drop the socket; the 413 is already lost by then. */
+const MAX_DRAIN_BYTES = 16 * MAX_BODY_BYTES;
+
+const APP_USAGE_HEADER = JSON.stringify({ call_count: 0, total_time: 0, total_cputime: 0 });
+
+const SENDER_ACTIONS = new Set(['typing_on', 'typing_off', 'mark_seen', 'react', 'unreact']);
+const MESSAGING_TYPES = new Set(['RESPONSE', 'UPDATE', 'MESSAGE_TAG']);
+const MAX_TEXT_CHARS = 2000;
+const MAX_METADATA_CHARS = 1000;
+
+type StaticPreset = Exclude<ErrorPreset, 'timeout'>;
+
+/** Built per answer because the token-expiry text carries timestamps. */
+function presetError(preset: StaticPreset, now: number): { status: number; error: GraphErrorFields } {
+  switch (preset) {
+    case 'token_expired':
+      return {
+        status: 400,
+        error: {
+          message:
+            `Error validating access token: Session has expired on ${metaDate(now - 3_600_000)}. ` +
+            `The current time is ${metaDate(now)}.`,
+          type: 'OAuthException',
+          code: 190,
+          error_subcode: 463,
+        },
+      };
+    case 'rate_limit':
+      return {
+        status: 400,
+        error: {
+          message: 'Calls to this api have exceeded the rate limit.',
+          type: 'OAuthException',
+          code: 613,
+          error_subcode: 2534040,
+        },
+      };
+    case 'outside_window':
+      return {
+        status: 400,
+        error: {
+          message:
+            '(#10) This message is sent outside of allowed window. Learn more about the new policy here: ' +
+            'https://developers.facebook.com/docs/messenger-platform/policy-overview',
+          type: 'OAuthException',
+          code: 10,
+          error_subcode: 2018278,
+        },
+      };
+    case 'ig_outside_window':
+      return {
+        status: 400,
+        error: {
+          message: 'This message is sent outside of allowed window.',
+          type: 'IGApiException',
+          code: 10,
+          error_subcode: 2534022,
+        },
+      };
+    case 'user_unavailable':
+      return {
+        status: 400,
+        error: {
+          message: "(#551) This person isn't available right now.",
+          type: 'OAuthException',
+          code: 551,
+          error_subcode: 1545041,
+        },
+      };
+    case 'permission_denied':
+      return {
+        status: 400,
+        error: { message: '(#10) Permission denied', type: 'OAuthException', code: 10 },
+      };
+    case 'server_error':
+      return {
+        status: 500,
+        error: {
+          message: 'An unexpected error has occurred. Please retry your request later.',
+          type: 'OAuthException',
+          code: 2,
+          is_transient: true,
+        },
+      };
+  }
+}
+
+const WEEKDAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** Meta's format ("Tuesday, 13-Jan-26 09:00:00 PST"), in UTC so the sandbox has no timezone dependency. */
+function metaDate(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${WEEKDAYS[d.getUTCDay()]}, ${p(d.getUTCDate())}-${MONTHS[d.getUTCMonth()]}-${p(d.getUTCFullYear() % 100)} ` +
+    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} UTC`
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault spec validation (shared by failNext and POST /_sandbox/faults)
+
+const graphErrorSchema = z.strictObject({
+  message: z.string().min(1),
+  type: z.string().min(1),
+  code: z.number().int(),
+  error_subcode: z.number().int().optional(),
+  error_user_title: z.string().optional(),
+  error_user_msg: z.string().optional(),
+  is_transient: z.boolean().optional(),
+});
+
+// Strict so a typo such as `{"counts": 2}` is refused instead of silently queuing the wrong fault.
+const faultSpecSchema = z
+  .strictObject({
+    count: z.number().int().min(1),
+    status: z.number().int().min(100).max(599).optional(),
+    preset: z.enum(ERROR_PRESET_NAMES).optional(),
+    error: graphErrorSchema.optional(),
+    match: z.string().min(1).optional(),
+    delayMs: z.number().int().min(0).max(600_000).optional(),
+  })
+  .refine((s) => (s.preset === undefined) !== (s.error === undefined), {
+    message: 'exactly one of "preset" or "error" is required',
+  });
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => (i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message))
+    .join('; ');
+}
+
+export function parseFaultSpec(input: unknown): { ok: true; spec: FaultSpec } | { ok: false; error: string } {
+  const parsed = faultSpecSchema.safeParse(input);
+  return parsed.success ? { ok: true, spec: parsed.data } : { ok: false, error: describeIssues(parsed.error) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+function fbtraceId(): string {
+  return randomBytes(17).toString('base64url');
+}
+
+export function tokenFingerprint(token: string): string {
+  return 'sha256:' + createHash('sha256').update(token, 'utf8').digest('hex').slice(0, 16);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function metaError(status: number, error: GraphErrorFields): Reply {
+  return { status, body: { error: { ...error, fbtrace_id: fbtraceId() } } };
+}
+
+function paramError(message: string, subcode?: number): Reply {
+  return metaError(400, {
+    message: `(#100) ${message}`,
+    type: 'OAuthException',
+    code: 100,
+    ...(subcode === undefined ? {} : { error_subcode: subcode }),
+  });
+}
+
+/** Fixed-capacity FIFO so recording stays O(1) per request even at the 100 000-record cap. */
+class RingBuffer<T> {
+  private items: (T | undefined)[] = [];
+  private start = 0;
+  private size = 0;
+  constructor(private readonly capacity: number) {}
+
+  push(item: T): void {
+    if (this.size < this.capacity) {
+      this.items[(this.start + this.size) % this.capacity] = item;
+      this.size++;
+    } else {
+      this.items[this.start] = item;
+      this.start = (this.start + 1) % this.capacity;
+    }
+  }
+
+  toArray(): T[] {
+    const out: T[] = [];
+    for (let i = 0; i < this.size; i++) out.push(this.items[(this.start + i) % this.capacity] as T);
+    return out;
+  }
+
+  clear(): void {
+    this.items = [];
+    this.start = 0;
+    this.size = 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Body reading and parsing
+
+type BodyRead = { tooLarge: false; raw: Buffer } | { tooLarge: true };
+
+/** Drains an oversized upload instead of answering mid-upload, because clients often see a reset rather than the 413 otherwise. */
+function readBody(req: http.IncomingMessage): Promise<BodyRead> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    req.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > MAX_DRAIN_BYTES) {
+        req.socket.destroy();
+        return;
+      }
+      if (total <= MAX_BODY_BYTES) chunks.push(chunk);
+    });
+    req.on('end', () =>
+      resolve(total > MAX_BODY_BYTES ? { tooLarge: true } : { tooLarge: false, raw: Buffer.concat(chunks, total) }),
+    );
+    req.on('error', reject);
+    req.on('close', () => {
+      if (!req.complete) reject(new Error('client went away before the body was complete'));
+    });
+  });
+}
+
+type ParsedBody =
+  | { kind: 'empty' }
+  | { kind: 'ok'; value: Record<string, unknown> }
+  | { kind: 'invalid'; reason: string; raw: string };
+
+function mediaType(contentType: string | undefined): string {
+  return (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+/** Graph decodes object-typed params that arrive form-encoded (`recipient={"id":"…"}`). */
+function decodeFormValue(v: string): unknown {
+  const t = v.trim();
+  if (t.startsWith('{') || t.startsWith('[')) {
+    try {
+      return JSON.parse(t) as unknown;
+    } catch {
+      return v;
+    }
+  }
+  return v;
+}
+
+function parseGraphBody(raw: Buffer, contentType: string | undefined): ParsedBody {
+  if (raw.length === 0) return { kind: 'empty' };
+  const text = raw.toString('utf8');
+  const type = mediaType(contentType);
+  if (type === 'application/x-www-form-urlencoded') {
+    const value: Record<string, unknown> = {};
+    for (const [k, v] of new URLSearchParams(text)) value[k] = decodeFormValue(v);
+    return { kind: 'ok', value };
+  }
+  if (type !== 'application/json') {
+    return {
+      kind: 'invalid',
+      raw: text,
+      reason: `Unsupported Content-Type "${type || '(none)'}": send application/json or application/x-www-form-urlencoded`,
+    };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return { kind: 'invalid', raw: text, reason: `The request body is not valid JSON: ${(err as Error).message}` };
+  }
+  if (!isPlainObject(value)) return { kind: 'invalid', raw: text, reason: 'The request body must be a JSON object' };
+  return { kind: 'ok', value };
+}
+
+function bearerToken(header: string | undefined): string | undefined {
+  // Graph also accepts the legacy "OAuth <token>" scheme.
+  const m = /^(?:Bearer|OAuth)\s+(\S+)\s*$/i.exec(header ?? '');
+  return m?.[1];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graph routes
+
+interface Reply {
+  status: number;
+  body?: unknown;
+}
+
+interface GraphCall {
+  method: string;
+  path: string;
+  /** Path with any `/vNN.N` prefix removed; routes match against this. */
+  graphPath: string;
+  params: Record<string, string>;
+  query: Record<string, string>;
+  token?: string;
+  body: Record<string, unknown>;
+}
+
+interface GraphRoute {
+  pattern: RegExp;
+  /** Whether an access token is required before the handler runs. */
+  auth: boolean;
+  methods: Partial<Record<string, (call: GraphCall) => Reply>>;
+}
+
+const graphRoutes: GraphRoute[] = [
+  {
+    pattern: /^\/(?<node>[^/]+)\/messages$/,
+    auth: true,
+    methods: { POST: sendMessage },
+  },
+];
+
+const VERSION_PREFIX = /^\/v\d+\.\d+(?=\/)/;
+
+function sendMessage(call: GraphCall): Reply {
+  const node = call.params['node'] ?? '';
+  // A literal "undefined" or "null" here is a common client bug; Meta answers 803, so do we.
+  if (node !== 'me' && !/^\d+$/.test(node)) {
+    return metaError(400, {
+      message: `(#803) Some of the aliases you requested do not exist: ${node}`,
+      type: 'OAuthException',
+      code: 803,
+    });
+  }
+
+  const b = call.body;
+  const recipient = b['recipient'];
+  if (recipient === undefined) return paramError('The parameter recipient is required');
+  if (!isPlainObject(recipient)) return paramError('param recipient must be a JSON object like {"id":"<PSID>"}');
+  const recipientId = recipient['id'];
+  if (recipientId === undefined) return paramError('param recipient[id] is required');
+  if (typeof recipientId !== 'string') {
+    return paramError('param recipient[id] must be a string (IDs exceed 2^53; never send them as JSON numbers)');
+  }
+  if (!/^\d+$/.test(recipientId)) return paramError(`param recipient[id] "${recipientId}" is not a valid ID`, 2018001);
+
+  const message = b['message'];
+  const senderAction = b['sender_action'];
+  if (message !== undefined && senderAction !== undefined) {
+    return paramError('Only one of message or sender_action may be sent in one request');
+  }
+  if (message === undefined && senderAction === undefined) {
+    return paramError('One of the parameters message or sender_action is required');
+  }
+
+  if (senderAction !== undefined) {
+    if (typeof senderAction !== 'string' || !SENDER_ACTIONS.has(senderAction)) {
+      return paramError(`param sender_action must be one of ${[...SENDER_ACTIONS].join(', ')}`);
+    }
+    return { status: 200, body: { recipient_id: recipientId } };
+  }
+
+  if (!isPlainObject(message)) return paramError('param message must be a JSON object');
+  const text = message['text'];
+  const attachment = message['attachment'];
+  if (text === undefined && attachment === undefined) {
+    return paramError('Message cannot be empty, must provide valid attachment or text');
+  }
+  if (text !== undefined) {
+    if (typeof text !== 'string' || text.length === 0) return paramError('param message[text] must be a non-empty string');
+    if ([...text].length > MAX_TEXT_CHARS) {
+      return paramError(`Length of param message[text] must be less than or equal to ${MAX_TEXT_CHARS}`);
+    }
+  }
+  if (attachment !== undefined && (!isPlainObject(attachment) || typeof attachment['type'] !== 'string')) {
+    return paramError('param message[attachment] must be an object with a string type');
+  }
+  const metadata = message['metadata'];
+  if (metadata !== undefined && (typeof metadata !== 'string' || metadata.length > MAX_METADATA_CHARS)) {
+    return paramError(`param message[metadata] must be a string of at most ${MAX_METADATA_CHARS} characters`);
+  }
+
+  const messagingType = b['messaging_type'];
+  if (messagingType !== undefined && (typeof messagingType !== 'string' || !MESSAGING_TYPES.has(messagingType))) {
+    return paramError(`param messaging_type must be one of ${[...MESSAGING_TYPES].join(', ')}`);
+  }
+  if (messagingType === 'MESSAGE_TAG' && typeof b['tag'] !== 'string') {
+    return paramError('param tag is required when messaging_type is MESSAGE_TAG');
+  }
+
+  return {
+    status: 200,
+    body: { recipient_id: recipientId, message_id: 'm_' + randomBytes(32).toString('base64url') },
+  };
+}
+
+function routeGraphCall(base: Omit<GraphCall, 'params' | 'graphPath' | 'body'>, parsed: ParsedBody): Reply {
+  const graphPath = base.path.replace(VERSION_PREFIX, '');
+  let found: { route: GraphRoute; params: Record<string, string> } | undefined;
+  for (const route of graphRoutes) {
+    const m = route.pattern.exec(graphPath);
+    if (m) {
+      found = { route, params: { ...m.groups } };
+      break;
+    }
+  }
+  if (!found) {
+    // Meta resolves the first component as a node and reports what is left over.
+    const segments = graphPath.split('/').filter(Boolean);
+    const rest = segments.length > 1 ? '/' + segments.slice(1).join('/') : graphPath;
+    return metaError(400, { message: `Unknown path components: ${rest}`, type: 'OAuthException', code: 2500 });
+  }
+  const handler = found.route.methods[base.method];
+  if (!handler) {
+    const node = graphPath.split('/').filter(Boolean)[0] ?? '';
+    return metaError(400, {
+      message:
+        `Unsupported ${base.method.toLowerCase()} request. Object with ID '${node}' does not exist, ` +
+        'cannot be loaded due to missing permissions, or does not support this operation.',
+      type: 'GraphMethodException',
+      code: 100,
+      error_subcode: 33,
+    });
+  }
+  if (found.route.auth && base.token === undefined) {
+    return metaError(400, {
+      message: 'An active access token must be used to query information about the current user.',
+      type: 'OAuthException',
+      code: 2500,
+    });
+  }
+  if (parsed.kind === 'invalid') return paramError(parsed.reason);
+  return handler({ ...base, graphPath, params: found.params, body: parsed.kind === 'ok' ? parsed.value : {} });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+interface QueuedFault {
+  spec: FaultSpec;
+  remaining: number;
+}
+
+export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise<GraphSandbox> {
+  const host = opts.host ?? '127.0.0.1';
+  const latencyMs = Math.max(0, opts.latencyMs ?? 0);
+  const records = new RingBuffer<RecordedRequest>(Math.max(1, opts.maxRecords ?? DEFAULT_MAX_RECORDS));
+  let faults: QueuedFault[] = [];
+  // Tracked so close() can cancel held/delayed answers; otherwise a 30 s timeout fault keeps jest alive.
+  const timers = new Set<NodeJS.Timeout>();
+  let closed: Promise<void> | undefined;
+
+  function later(ms: number, fn: () => void): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      fn();
+    }, ms);
+    timers.add(t);
+    return t;
+  }
+
+  function failNext(spec: FaultSpec): void {
+    const parsed = parseFaultSpec(spec);
+    if (!parsed.ok) throw new Error(`invalid fault spec: ${parsed.error}`);
+    faults.push({ spec: parsed.spec, remaining: parsed.spec.count });
+  }
+
+  function takeFault(path: string): FaultSpec | undefined {
+    const idx = faults.findIndex((f) => f.spec.match === undefined || path.includes(f.spec.match));
+    if (idx < 0) return undefined;
+    const f = faults[idx]!;
+    f.remaining--;
+    if (f.remaining <= 0) faults.splice(idx, 1);
+    return f.spec;
+  }
+
+  function sendJson(res: http.ServerResponse, status: number, body: unknown, graph: boolean): void {
+    if (res.destroyed || res.writableEnded) return;
+    if (graph) res.setHeader('X-App-Usage', APP_USAGE_HEADER);
+    if (body === undefined) {
+      res.writeHead(status).end();
+      return;
+    }
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      'Content-Type': graph ? 'application/json; charset=UTF-8' : 'application/json',
+      'Content-Length': Buffer.byteLength(text),
+    });
+    res.end(text);
+  }
+
+  function answerGraph(res: http.ServerResponse, reply: Reply, extraDelayMs: number): void {
+    const delay = latencyMs + extraDelayMs;
+    if (delay > 0) later(delay, () => sendJson(res, reply.status, reply.body, true));
+    else sendJson(res, reply.status, reply.body, true);
+  }
+
+  async function handleGraph(req: http.IncomingMessage, res: http.ServerResponse, receivedAt: number): Promise<void> {
+    const method = (req.method ?? 'GET').toUpperCase();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    // Split by hand: new URL() would read a path like "//host/x" as a protocol-relative URL.
+    const path = q < 0 ? url : url.slice(0, q);
+    const query: Record<string, string> = {};
+    for (const [k, v] of new URLSearchParams(q < 0 ? '' : url.slice(q + 1))) query[k] = v;
+
+    const read = await readBody(req);
+    const parsed: ParsedBody = read.tooLarge ? { kind: 'empty' } : parseGraphBody(read.raw, req.headers['content-type']);
+
+    const bodyToken =
+      parsed.kind === 'ok' && typeof parsed.value['access_token'] === 'string' ? parsed.value['access_token'] : undefined;
+    const token = query['access_token'] || bearerToken(req.headers.authorization) || bodyToken || undefined;
+    const tokenHash = token === undefined ? undefined : tokenFingerprint(token);
+
+    const recordedQuery = { ...query };
+    if (recordedQuery['access_token']) recordedQuery['access_token'] = tokenFingerprint(recordedQuery['access_token']);
+    let recordedBody: unknown = null;
+    if (parsed.kind === 'ok') {
+      const copy = { ...parsed.value };
+      if (typeof copy['access_token'] === 'string') copy['access_token'] = tokenFingerprint(copy['access_token']);
+      recordedBody = copy;
+    } else if (parsed.kind === 'invalid') {
+      recordedBody = token && tokenHash ? parsed.raw.split(token).join(tokenHash) : parsed.raw;
+    }
+
+    const record = (status: number) =>
+      records.push({
+        method,
+        path,
+        query: recordedQuery,
+        body: recordedBody,
+        receivedAt,
+        status,
+        ...(tokenHash === undefined ? {} : { tokenHash }),
+      });
+
+    if (read.tooLarge) {
+      const reply = metaError(413, {
+        message: `(#1) Request body exceeds ${MAX_BODY_BYTES} bytes`,
+        type: 'OAuthException',
+        code: 1,
+      });
+      record(reply.status);
+      res.setHeader('Connection', 'close');
+      answerGraph(res, reply, 0);
+      return;
+    }
+
+    const fault = takeFault(path);
+    if (fault?.preset === 'timeout') {
+      record(0);
+      // Dropping the socket (not answering 5xx) is what makes the send ambiguous for the client.
+      const t = later(fault.delayMs ?? DEFAULT_TIMEOUT_HOLD_MS, () => req.socket.destroy());
+      res.on('close', () => {
+        clearTimeout(t);
+        timers.delete(t);
+      });
+      return;
+    }
+    if (fault) {
+      const base = fault.preset ? presetError(fault.preset, Date.now()) : { status: 400, error: fault.error! };
+      const reply = metaError(fault.status ?? base.status, base.error);
+      record(reply.status);
+      answerGraph(res, reply, fault.delayMs ?? 0);
+      return;
+    }
+
+    const reply = routeGraphCall({ method, path, query, ...(token === undefined ? {} : { token }) }, parsed);
+    record(reply.status);
+    answerGraph(res, reply, 0);
+  }
+
+  // Control routes: plain JSON for tests and the dev stack; never recorded, never faulted.
+  type ControlHandler = (url: URL, body: unknown) => Reply;
+  const controlRoutes: Record<string, Partial<Record<string, ControlHandler>>> = {
+    '/_sandbox/health': { GET: () => ({ status: 200, body: { ok: true } }) },
+    '/_sandbox/requests': {
+      GET: (url) => {
+        const sinceRaw = url.searchParams.get('since');
+        if (sinceRaw === null) return { status: 200, body: records.toArray() };
+        const since = Number(sinceRaw);
+        if (sinceRaw.trim() === '' || !Number.isFinite(since)) {
+          return { status: 400, body: { error: `since must be epoch milliseconds, got "${sinceRaw}"` } };
+        }
+        return { status: 200, body: records.toArray().filter((r) => r.receivedAt >= since) };
+      },
+      DELETE: () => {
+        records.clear();
+        return { status: 204 };
+      },
+    },
+    '/_sandbox/faults': {
+      POST: (_url, body) => {
+        const parsed = parseFaultSpec(body);
+        if (!parsed.ok) return { status: 400, body: { error: `invalid fault spec: ${parsed.error}` } };
+        faults.push({ spec: parsed.spec, remaining: parsed.spec.count });
+        return { status: 204 };
+      },
+      DELETE: () => {
+        faults = [];
+        return { status: 204 };
+      },
+    },
+  };
+
+  async function handleControl(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://sandbox');
+    const method = (req.method ?? 'GET').toUpperCase();
+    const read = await readBody(req);
+    const route = controlRoutes[url.pathname];
+    if (read.tooLarge) {
+      res.setHeader('Connection', 'close');
+      return sendJson(res, 413, { error: `request body exceeds ${MAX_BODY_BYTES} bytes` }, false);
+    }
+    if (!route) return sendJson(res, 404, { error: `unknown sandbox route ${url.pathname}` }, false);
+    const handler = route[method];
+    if (!handler) {
+      res.setHeader('Allow', Object.keys(route).join(', '));
+      return sendJson(res, 405, { error: `${method} not allowed on ${url.pathname}` }, false);
+    }
+    let body: unknown;
+    if (read.raw.length > 0) {
+      try {
+        body = JSON.parse(read.raw.toString('utf8'));
+      } catch (err) {
+        return sendJson(res, 400, { error: `body must be JSON: ${(err as Error).message}` }, false);
+      }
+    }
+    const reply = handler(url, body);
+    sendJson(res, reply.status, reply.body, false);
+  }
+
+  const server = http.createServer((req, res) => {
+    const receivedAt = Date.now();
+    const isControl = (req.url ?? '').startsWith('/_sandbox/');
+    const work = isControl ? handleControl(req, res) : handleGraph(req, res, receivedAt);
+    work.catch((err: unknown) => {
+      if (isControl) return sendJson(res, 500, { error: String(err) }, false);
+      const reply = metaError(500, {
+        message: `An unknown error has occurred. (${String(err)})`,
+        type: 'OAuthException',
+        code: 1,
+      });
+      sendJson(res, reply.status, reply.body, true);
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('graph sandbox: unexpected listen address');
+  const port = address.port;
+  const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+
+  return {
+    url: `http://${urlHost}:${port}`,
+    port,
+    requests: () => records.toArray().map((r) => ({ ...r, query: { ...r.query } })),
+    reset: () => {
+      records.clear();
+      faults = [];
+    },
+    failNext,
+    close: () => {
+      closed ??= new Promise<void>((resolve, reject) => {
+        for (const t of timers) clearTimeout(t);
+        timers.clear();
+        server.close((err) => (err ? reject(err) : resolve()));
+        // Without this, idle keep-alive sockets from fetch() hold the server (and jest) open.
+        server.closeAllConnections();
+      });
+      return closed;
+    },
+  };
+}

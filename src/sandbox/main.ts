@@ -1,0 +1,57 @@
+import { z } from 'zod';
+import { startGraphSandbox } from './graph-sandbox';
+
+/**
+ * Runs the Graph API sandbox on its own for the dev stack and benchmarks:
+ *   node --import tsx src/sandbox/main.ts
+ * Reads only its own variables, so it starts without the database/Temporal/Meta secrets that
+ * src/config.ts requires.
+ */
+
+// An exported-but-empty variable (`GRAPH_SANDBOX_PORT=`) means "use the default", not port 0.
+const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
+
+const envSchema = z.object({
+  GRAPH_SANDBOX_HOST: z.preprocess(unsetIfEmpty, z.string().min(1).default('127.0.0.1')),
+  GRAPH_SANDBOX_PORT: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(65535).default(3900)),
+  GRAPH_SANDBOX_LATENCY_MS: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(600_000).default(0)),
+});
+
+async function main(): Promise<void> {
+  const env = envSchema.safeParse(process.env);
+  if (!env.success) {
+    const problems = env.error.issues.map((i) => `  - ${i.path.join('.')}: ${i.message}`).join('\n');
+    process.stderr.write(`graph sandbox: invalid environment:\n${problems}\n`);
+    process.exitCode = 1;
+    return;
+  }
+
+  const sandbox = await startGraphSandbox({
+    host: env.data.GRAPH_SANDBOX_HOST,
+    port: env.data.GRAPH_SANDBOX_PORT,
+    latencyMs: env.data.GRAPH_SANDBOX_LATENCY_MS,
+  });
+  process.stdout.write(`graph sandbox listening on ${sandbox.url}\n`);
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    // A second Ctrl-C means the operator does not want to wait for the graceful close.
+    if (stopping) process.exit(130);
+    stopping = true;
+    process.stderr.write(`graph sandbox: ${signal} received, closing\n`);
+    sandbox.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`graph sandbox: close failed: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`graph sandbox: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

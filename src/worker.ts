@@ -1,0 +1,35 @@
+import { NativeConnection } from '@temporalio/worker';
+import { loadConfig } from './config';
+import { createPool } from './db/pool';
+import { createLogger } from './logger';
+import { createSwitchboardWorker } from './worker-setup';
+
+async function connectWithRetry(address: string, attempts = 30): Promise<NativeConnection> {
+  for (let i = 1; ; i++) {
+    try {
+      return await NativeConnection.connect({ address });
+    } catch (err) {
+      if (i >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger('worker', config.LOG_LEVEL);
+  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+  const connection = await connectWithRetry(config.TEMPORAL_ADDRESS);
+  const worker = await createSwitchboardWorker({ config, connection, pool, logger });
+  logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE }, 'worker started');
+  // The SDK shuts the worker down gracefully on SIGINT/SIGTERM; run() resolves once it drained.
+  await worker.run();
+  await connection.close();
+  await pool.end();
+  logger.info('worker stopped');
+}
+
+main().catch((err) => {
+  process.stderr.write(`worker failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

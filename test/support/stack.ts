@@ -1,0 +1,142 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { Client as PgClient } from 'pg';
+import { parseConfig, type Config } from '../../src/config';
+import { migrate } from '../../src/db/migrate';
+import { createPool, type Pool } from '../../src/db/pool';
+import { createGatewayApp } from '../../src/gateway/app';
+import { createLogger } from '../../src/logger';
+import { startGraphSandbox, type GraphSandbox } from '../../src/sandbox/graph-sandbox';
+import { createSwitchboardWorker } from '../../src/worker-setup';
+
+export const TEST_APP_SECRET = 'test_app_secret_not_real';
+export const TEST_VERIFY_TOKEN = 'verify-token-for-tests';
+
+function required(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: tests must run through jest's globalSetup (npm test)`);
+  return v;
+}
+
+export interface TestDatabase {
+  url: string;
+  pool: Pool;
+  drop(): Promise<void>;
+}
+
+/** A fresh, migrated database in the run's embedded PostgreSQL. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const admin = required('TEST_PG_ADMIN_URL');
+  const name = `sb_test_${randomBytes(6).toString('hex')}`;
+  const client = new PgClient({ connectionString: admin });
+  await client.connect();
+  await client.query(`CREATE DATABASE ${name}`);
+  await client.end();
+  const url = admin.replace(/\/postgres$/, `/${name}`);
+  const pool = createPool(url, 10);
+  await migrate(pool);
+  return {
+    url,
+    pool,
+    async drop() {
+      await pool.end();
+      const c = new PgClient({ connectionString: admin });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+export function testConfig(overrides: Record<string, string> = {}): Config {
+  return parseConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    DATABASE_URL: 'postgres://unused@127.0.0.1/unused',
+    META_APP_SECRET: TEST_APP_SECRET,
+    META_VERIFY_TOKEN: TEST_VERIFY_TOKEN,
+    TOKEN_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    TEMPORAL_ADDRESS: process.env.TEST_TEMPORAL_ADDRESS ?? 'localhost:7233',
+    TEMPORAL_TASK_QUEUE: `test-${randomUUID()}`,
+    CONVERSATION_IDLE_TIMEOUT_MS: '5000',
+    GRAPH_API_TIMEOUT_MS: '3000',
+    ...overrides,
+  });
+}
+
+export interface TestStack {
+  config: Config;
+  db: TestDatabase;
+  sandbox: GraphSandbox;
+  client: Client;
+  gatewayUrl: string;
+  worker: Worker;
+  close(): Promise<void>;
+}
+
+/**
+ * The whole path with real parts: Koa gateway → Temporal dev server → worker → PostgreSQL →
+ * Graph API sandbox. Each call gets its own database and task queue.
+ */
+export async function startTestStack(overrides: Record<string, string> = {}): Promise<TestStack> {
+  const db = await createTestDatabase();
+  const sandbox = await startGraphSandbox({ port: 0 });
+  const config = testConfig({ DATABASE_URL: db.url, GRAPH_API_BASE: sandbox.url, INSTAGRAM_API_BASE: sandbox.url, ...overrides });
+  const logger = createLogger('test', 'silent');
+
+  const nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const worker = await createSwitchboardWorker({
+    config,
+    connection: nativeConnection,
+    pool: db.pool,
+    logger,
+    workflowBundle: { code: readFileSync(required('TEST_WORKFLOW_BUNDLE'), 'utf8') },
+  });
+  const workerRun = worker.run();
+
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const app = createGatewayApp({ config, pool: db.pool, temporal: { client, connection }, logger });
+  const server: Server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const gatewayUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    config,
+    db,
+    sandbox,
+    client,
+    gatewayUrl,
+    worker,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      worker.shutdown();
+      await workerRun;
+      await nativeConnection.close();
+      await connection.close();
+      await sandbox.close();
+      await db.drop();
+    },
+  };
+}
+
+export function fixtureBytes(dir: string, name: string): Buffer {
+  return readFileSync(`${dir}/${name}`);
+}
+
+/** Polls until `fn` returns a truthy value or the time is up (for eventually-consistent checks). */
+export async function eventually<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 20_000, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
