@@ -2,6 +2,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { loadConfig } from './config';
 import { createPool } from './db/pool';
 import { createLogger } from './logger';
+import { installTemporalRuntime } from './temporal/runtime';
 import { createSwitchboardWorker } from './worker-setup';
 
 async function connectWithRetry(address: string, attempts = 30): Promise<NativeConnection> {
@@ -18,6 +19,7 @@ async function connectWithRetry(address: string, attempts = 30): Promise<NativeC
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('worker', config.LOG_LEVEL);
+  installTemporalRuntime(logger);
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
   const connection = await connectWithRetry(config.TEMPORAL_ADDRESS);
   const worker = await createSwitchboardWorker({ config, connection, pool, logger });

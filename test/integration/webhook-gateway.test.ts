@@ -5,7 +5,7 @@ import { TokenCipher } from '../../src/crypto/token-cipher';
 import { parseWebhookPayload } from '../../src/meta/webhook-events';
 import { conversationWorkflowId } from '../../src/temporal/ids';
 import { eventually, startTestStack, TEST_VERIFY_TOKEN, type TestStack } from '../support/stack';
-import { fixture, IG_ACCOUNT, PAGE_A, PAGE_B, postWebhook, webhookFixtures } from '../support/webhooks';
+import { errorOf, fixture, IG_ACCOUNT, PAGE_A, PAGE_B, postWebhook, webhookFixtures } from '../support/webhooks';
 
 describe('POST /webhooks/meta', () => {
   let stack: TestStack;
@@ -79,11 +79,11 @@ describe('POST /webhooks/meta', () => {
 
     const malformed = await postWebhook(stack.gatewayUrl, '{"object":"page","entry":[');
     expect(malformed.status).toBe(400);
-    expect((await malformed.json()).error).toEqual({ code: 'malformed_json', message: expect.stringMatching(/not valid JSON/) });
+    expect(await errorOf(malformed)).toEqual({ code: 'malformed_json', message: expect.stringMatching(/not valid JSON/) });
 
     const badShape = await postWebhook(stack.gatewayUrl, JSON.stringify({ object: 'page', entry: [{ id: PAGE_A, time: 1, messaging: [{ sender: { id: 42 }, recipient: { id: PAGE_A }, timestamp: 1, message: { mid: 'm_1', text: 'x' } }] }] }));
     expect(badShape.status).toBe(400);
-    expect((await badShape.json()).error.message).toMatch(/entry\[0\]\.messaging\[0\]\.sender\.id/);
+    expect((await errorOf(badShape)).message).toMatch(/entry\[0\]\.messaging\[0\]\.sender\.id/);
   });
 
   it('stores events of an account no channel owns, and unsupported kinds, and acknowledges them', async () => {

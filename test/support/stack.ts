@@ -11,6 +11,7 @@ import { createPool, type Pool } from '../../src/db/pool';
 import { createGatewayApp } from '../../src/gateway/app';
 import { createLogger } from '../../src/logger';
 import { startGraphSandbox, type GraphSandbox } from '../../src/sandbox/graph-sandbox';
+import { installTemporalRuntime } from '../../src/temporal/runtime';
 import { createSwitchboardWorker } from '../../src/worker-setup';
 
 export const TEST_APP_SECRET = 'test_app_secret_not_real';
@@ -68,6 +69,14 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
   });
 }
 
+let runtimeInstalled = false;
+/** Quiet SDK logs in tests (one Runtime per process, installed before the first worker). */
+export function installQuietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  installTemporalRuntime(createLogger('temporal', process.env.TEST_LOG_LEVEL ?? 'error'));
+}
+
 export interface TestStack {
   config: Config;
   db: TestDatabase;
@@ -87,7 +96,7 @@ export async function startTestStack(overrides: Record<string, string> = {}): Pr
   const sandbox = await startGraphSandbox({ port: 0 });
   const config = testConfig({ DATABASE_URL: db.url, GRAPH_API_BASE: sandbox.url, INSTAGRAM_API_BASE: sandbox.url, ...overrides });
   const logger = createLogger('test', 'silent');
-
+  installQuietRuntime();
   const nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker = await createSwitchboardWorker({
     config,

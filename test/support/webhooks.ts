@@ -47,3 +47,11 @@ export async function postWebhook(
   if (signature !== null) headers['x-hub-signature-256'] = signature;
   return fetch(`${gatewayUrl}/webhooks/meta`, { method: 'POST', headers, body: bytes });
 }
+
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+export async function errorOf(res: Response): Promise<ErrorBody['error']> {
+  return ((await res.json()) as ErrorBody).error;
+}
