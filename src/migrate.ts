@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { z } from 'zod';
 import { createPool } from './db/pool';
 import { migrate, MIGRATIONS_DIR } from './db/migrate';
@@ -9,10 +7,6 @@ import { migrate, MIGRATIONS_DIR } from './db/migrate';
  * stack's `migrate` service (`node dist/src/migrate.js`); in development
  * `node --import tsx src/migrate.ts`. Needs only DATABASE_URL, not the full configuration, so
  * it runs before (and without) the app's secrets.
- *
- * MIGRATIONS_DIR is `<root>/migrations` from `src/db/` but `dist/migrations` from `dist/src/db/`;
- * the image copies the SQL there. A local `npm run build` does not, so fall back to
- * `./migrations` in the working directory.
  */
 
 const envSchema = z.object({
@@ -34,8 +28,7 @@ async function main(): Promise<void> {
         : 'DATABASE_URL is required (e.g. postgres://user:password@host:5432/switchboard)',
     );
   }
-  const dir = existsSync(MIGRATIONS_DIR) ? MIGRATIONS_DIR : path.resolve('migrations');
-  if (!existsSync(dir)) fail(`no migrations directory at ${MIGRATIONS_DIR} or ${dir}`);
+  const dir = MIGRATIONS_DIR;
   const pool = createPool(parsed.data.DATABASE_URL, 1);
   try {
     const applied = await migrate(pool, dir);

@@ -1,8 +1,16 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Pool } from 'pg';
 
-export const MIGRATIONS_DIR = path.resolve(__dirname, '../../migrations');
+/** `<root>/migrations`, found by walking up from here: the same from `src/db/` and `dist/src/db/`. */
+function findMigrationsDir(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json')) && existsSync(path.join(dir, 'migrations'))) return path.join(dir, 'migrations');
+    if (path.dirname(dir) === dir) throw new Error(`no migrations/ directory above ${from}`);
+  }
+}
+
+export const MIGRATIONS_DIR = findMigrationsDir(__dirname);
 
 /**
  * Applies `migrations/NNNN_*.sql` in order, each in its own transaction, once. An advisory lock

