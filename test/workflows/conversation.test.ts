@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Context } from '@temporalio/activity';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities';
 import type { InboundEvent, MessageEvent } from '../../src/shared/types';
 import { conversationStateQuery, inboundEventSignal, type ConversationInput, type ConversationState } from '../../workflows/definitions';
@@ -29,6 +29,12 @@ let nativeConnection: NativeConnection;
 let bundleCode: string;
 
 beforeAll(async () => {
+  // Worker lifecycle lines at INFO drown the test output; warnings (failed activities) stay visible.
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // Another suite in this jest worker process installed the runtime already.
+  }
   const address = required('TEST_TEMPORAL_ADDRESS');
   bundleCode = readFileSync(required('TEST_WORKFLOW_BUNDLE'), 'utf8');
   connection = await Connection.connect({ address });
