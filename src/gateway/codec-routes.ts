@@ -1,0 +1,133 @@
+import { createHmac } from 'node:crypto';
+import Router from '@koa/router';
+import type { Context, Next } from 'koa';
+import type { PayloadCodec } from '@temporalio/common';
+import { z } from 'zod';
+import type { Logger } from '../logger';
+import { constantTimeEqual } from '../meta/signature';
+import { sendError } from './errors';
+import { BodyTooLargeError, readRawBody } from './raw-body';
+
+/**
+ * The Temporal UI's remote codec protocol (`POST /codec/decode`, `POST /codec/encode`, body
+ * `{payloads: [{metadata: {k: base64}, data: base64}]}`), so operators read decrypted payloads
+ * in the UI while Temporal's database holds ciphertext. The UI calls it from the browser, so it
+ * sends CORS headers for the configured UI origins only.
+ *
+ * Credentials: `Authorization: Bearer <CODEC_AUTH_TOKEN>` (the CLI's `--codec-auth`), or the
+ * session cookie set by `/codec/login` (the UI sends it with "Include cross-origin credentials").
+ */
+
+export const MAX_CODEC_BODY_BYTES = 4 * 1024 * 1024;
+const COOKIE = 'sb_codec';
+
+const payloadsSchema = z.object({
+  payloads: z.array(
+    z.object({
+      metadata: z.record(z.string(), z.base64()).optional(),
+      data: z.base64().optional(),
+    }),
+  ),
+});
+
+export interface CodecRouteDeps {
+  codec: PayloadCodec;
+  authToken: string | undefined;
+  corsOrigins: readonly string[];
+  logger: Logger;
+}
+
+export function codecRoutes({ codec, authToken, corsOrigins, logger }: CodecRouteDeps): Router {
+  const router = new Router({ prefix: '/codec' });
+  // The cookie carries a MAC of the token, not the token: a stolen cookie can't be replayed as a bearer.
+  const sessionValue = authToken ? createHmac('sha256', authToken).update('codec-session-v1').digest('base64url') : undefined;
+  const secureCookie = (ctx: Context) => ctx.secure;
+
+  const cors = async (ctx: Context, next: Next) => {
+    const origin = ctx.get('origin');
+    if (origin && corsOrigins.includes(origin)) {
+      ctx.set('access-control-allow-origin', origin);
+      ctx.set('access-control-allow-credentials', 'true');
+      ctx.set('access-control-allow-headers', 'content-type, authorization, x-namespace');
+      ctx.set('access-control-allow-methods', 'POST, OPTIONS');
+      ctx.set('vary', 'origin');
+    }
+    await next();
+  };
+
+  const authenticated = (ctx: Context): boolean => {
+    if (!authToken || !sessionValue) return false;
+    const header = ctx.get('authorization');
+    if (header.startsWith('Bearer ') && constantTimeEqual(header.slice('Bearer '.length), authToken)) return true;
+    const cookie = ctx.cookies.get(COOKIE);
+    return cookie !== undefined && constantTimeEqual(cookie, sessionValue);
+  };
+
+  router.options(['/decode', '/encode'], cors, (ctx) => {
+    ctx.status = 204;
+  });
+
+  for (const op of ['decode', 'encode'] as const) {
+    router.post(`/${op}`, cors, async (ctx) => {
+      if (!authenticated(ctx)) {
+        logger.warn({ ip: ctx.ip, requestId: ctx.state.requestId, op }, 'codec request without valid credentials');
+        ctx.set('www-authenticate', 'Bearer realm="switchboard-codec"');
+        return sendError(ctx, 401, 'unauthenticated', authToken ? 'a valid operator credential is required' : 'the codec endpoint is disabled: CODEC_AUTH_TOKEN is not set');
+      }
+      let raw: Buffer;
+      try {
+        raw = await readRawBody(ctx, MAX_CODEC_BODY_BYTES);
+      } catch (err) {
+        if (err instanceof BodyTooLargeError) return sendError(ctx, 413, 'payload_too_large', `codec body exceeds ${MAX_CODEC_BODY_BYTES} bytes`);
+        throw err;
+      }
+      let body: z.infer<typeof payloadsSchema>;
+      try {
+        body = payloadsSchema.parse(JSON.parse(raw.toString('utf8')));
+      } catch (err) {
+        return sendError(ctx, 400, 'invalid_payloads', `body must be {"payloads":[{"metadata":{…base64},"data":base64}]}: ${(err as Error).message.slice(0, 200)}`);
+      }
+      const payloads = body.payloads.map((p) => ({
+        metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
+        data: Buffer.from(p.data ?? '', 'base64'),
+      }));
+      let result;
+      try {
+        result = op === 'decode' ? await codec.decode(payloads) : await codec.encode(payloads);
+      } catch (err) {
+        return sendError(ctx, 422, 'codec_failed', `payloads could not be ${op}d: ${(err as Error).name}`);
+      }
+      logger.info({ requestId: ctx.state.requestId, op, payloads: payloads.length, namespace: ctx.get('x-namespace') || undefined }, 'codec request');
+      ctx.body = {
+        payloads: result.map((p) => ({
+          metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+          data: Buffer.from(p.data ?? new Uint8Array()).toString('base64'),
+        })),
+      };
+    });
+  }
+
+  // A tiny form so a browser (the Temporal UI) can hold the credential as an httpOnly cookie.
+  router.get('/login', (ctx) => {
+    ctx.type = 'html';
+    ctx.body = `<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>Codec sign-in</title>
+<body style="font-family:system-ui;max-width:32rem;margin:3rem auto"><h1>Temporal payload decoding</h1>
+<p>Operators: enter the codec token to let the Temporal UI in this browser decode payloads.</p>
+<form method="post" action="/codec/login"><label for="token">Codec token</label><br>
+<input id="token" name="token" type="password" autocomplete="off" required style="width:100%"><br><br><button type="submit">Sign in</button></form></body></html>`;
+  });
+
+  router.post('/login', async (ctx) => {
+    const raw = await readRawBody(ctx, 4096).catch(() => Buffer.alloc(0));
+    const token = new URLSearchParams(raw.toString('utf8')).get('token') ?? '';
+    if (!authToken || !sessionValue || !constantTimeEqual(token, authToken)) {
+      logger.warn({ ip: ctx.ip, requestId: ctx.state.requestId }, 'codec login rejected');
+      return sendError(ctx, 401, 'unauthenticated', 'wrong codec token');
+    }
+    ctx.cookies.set(COOKIE, sessionValue, { httpOnly: true, sameSite: 'lax', secure: secureCookie(ctx), path: '/codec', maxAge: 12 * 3600_000 });
+    ctx.type = 'text/plain';
+    ctx.body = 'Signed in. In the Temporal UI, open the codec server settings and enable "Include cross-origin credentials".';
+  });
+
+  return router;
+}
