@@ -11,7 +11,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ConversationRef, InboundEvent, MessageEvent, PostbackEvent, SendFailureDetails } from '../src/shared/types';
-import { conversationStateQuery, inboundEventSignal, MAX_SEEN_KEYS, type ConversationInput } from './definitions';
+import { conversationStateQuery, FALLBACK_REPLY, inboundEventSignal, MAX_SEEN_KEYS, type ConversationInput } from './definitions';
 
 const store = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
@@ -89,7 +89,14 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
     // Meta does not guarantee order under redelivery; its timestamp does (stable sort keeps arrival order on ties).
     queue.sort((a, b) => a.timestamp - b.timestamp);
     const event = queue.shift()!;
-    await handleEvent(ref, event);
+    try {
+      await handleEvent(ref, event);
+    } catch (err) {
+      // An activity that gave up (non-retryable, or out of attempts) must not end the conversation:
+      // the events queued behind it were already acknowledged to Meta.
+      if (!(err instanceof ActivityFailure)) throw err;
+      log.error('event handling failed', { kind: event.kind, failure: err.cause?.name });
+    }
     processed += 1;
 
     if (workflowInfo().continueAsNewSuggested) {
@@ -118,7 +125,15 @@ async function answer(ref: ConversationRef, event: MessageEvent | PostbackEvent)
   // Redelivered after an earlier run already answered it.
   if (inbound.alreadyAnswered) return;
 
-  const reply = await replies.generateReply({ tenantId: ref.tenantId, event });
+  let reply: { text: string } | null;
+  try {
+    reply = await replies.generateReply({ tenantId: ref.tenantId, event });
+  } catch (err) {
+    if (!(err instanceof ActivityFailure)) throw err;
+    // Never silence and never a stack trace: the customer gets a polite holding answer.
+    log.warn('reply generation failed; sending the fallback', { failure: err.cause?.name });
+    reply = { text: FALLBACK_REPLY };
+  }
   if (!reply) return;
   const outbound = await store.createReply({ ref, conversationId: inbound.conversationId, inReplyTo: inbound.messageId, text: reply.text });
   if (outbound.status !== 'pending') return;

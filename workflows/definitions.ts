@@ -27,3 +27,6 @@ export const conversationStateQuery = defineQuery<ConversationState>('getState')
 
 /** The dedupe set is bounded so a long conversation's history stays small across continue-as-new. */
 export const MAX_SEEN_KEYS = 2000;
+
+/** Sent when the reply engine fails: never silence, never a stack trace. */
+export const FALLBACK_REPLY = "Thanks for your message! We'll get back to you shortly.";

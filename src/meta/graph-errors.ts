@@ -103,7 +103,7 @@ export function classifyGraphError(err: GraphApiError | GraphNetworkError): Grap
     const reauth = (code === 10 && subcode === undefined) || (subcode !== undefined && REAUTH_PERMISSION_SUBCODES.has(subcode));
     return classify('permission', { reauth });
   }
-  if (code === 100) return classify('bad_request');
+  if (code === 100 || code === 9000001) return classify('bad_request'); // 9000001: message deleted
   if (code !== undefined && TRANSIENT_CODES.has(code)) return classify('transient');
   if (httpStatus === 429) return classify('rate_limited', { retryAfterMs: DEFAULT_RATE_LIMIT_DELAY_MS });
   if (httpStatus >= 500) return classify('transient');

@@ -3,10 +3,11 @@ import { readFileSync } from 'node:fs';
 import { Context } from '@temporalio/activity';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities';
 import type { InboundEvent, MessageEvent } from '../../src/shared/types';
-import { conversationStateQuery, inboundEventSignal, type ConversationInput, type ConversationState } from '../../workflows/definitions';
+import { installQuietRuntime } from '../support/stack';
+import { conversationStateQuery, FALLBACK_REPLY, inboundEventSignal, type ConversationInput, type ConversationState } from '../../workflows/definitions';
 
 /**
  * Decisions of the conversation workflow against the real dev server and the real workflow
@@ -29,12 +30,7 @@ let nativeConnection: NativeConnection;
 let bundleCode: string;
 
 beforeAll(async () => {
-  // Worker lifecycle lines at INFO drown the test output; warnings (failed activities) stay visible.
-  try {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
-  } catch {
-    // Another suite in this jest worker process installed the runtime already.
-  }
+  installQuietRuntime();
   const address = required('TEST_TEMPORAL_ADDRESS');
   bundleCode = readFileSync(required('TEST_WORKFLOW_BUNDLE'), 'utf8');
   connection = await Connection.connect({ address });
@@ -103,6 +99,20 @@ function makeFakes(behaviour: Partial<Acts> = {}) {
   return { acts: acts as unknown as Acts, calls, log };
 }
 
+/** Gates still closed when a test ends are opened, so a failed assertion cannot leave an activity hanging the worker's shutdown. */
+const openGates = new Set<() => void>();
+
+function gate(): { promise: Promise<void>; release: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  const release = () => {
+    openGates.delete(release);
+    resolve();
+  };
+  openGates.add(release);
+  return { promise, release };
+}
+
 /** Runs `fn` with a worker on a fresh task queue; open workflows are terminated afterwards. */
 async function withWorker(acts: Acts, fn: (taskQueue: string, track: (h: WorkflowHandle) => void) => Promise<void>): Promise<void> {
   const taskQueue = `wf-test-${randomUUID()}`;
@@ -112,6 +122,7 @@ async function withWorker(acts: Acts, fn: (taskQueue: string, track: (h: Workflo
     try {
       await fn(taskQueue, (h) => handles.push(h));
     } finally {
+      for (const release of [...openGates]) release();
       for (const h of handles) await h.terminate('test finished').catch(() => undefined);
     }
   });
@@ -167,12 +178,6 @@ async function processed(h: WorkflowHandle, n: number): Promise<ConversationStat
     const s = await state(h);
     return s.processed >= n ? s : undefined;
   }, `${n} processed events`);
-}
-
-function gate(): { promise: Promise<void>; release: () => void } {
-  let release!: () => void;
-  const promise = new Promise<void>((r) => (release = r));
-  return { promise, release };
 }
 
 describe('conversationWorkflow', () => {
@@ -362,6 +367,44 @@ describe('conversationWorkflow', () => {
           error: { type: 'RecipientUnavailable', reason: 'recipient_unavailable', code: 551, subcode: 1545041, fbtraceId: 'zbaw3hcmrvpMNbjQSZtltES' },
         },
       ]);
+      expect((await h.describe()).status.name).toBe('RUNNING');
+    });
+  });
+
+  it('sends the polite fallback when reply generation gives up, and keeps processing the queue', async () => {
+    const { acts, calls } = makeFakes({
+      async generateReply({ event }) {
+        if (event.dedupeKey === 'm_ai_down') throw ApplicationFailure.create({ message: 'engine unavailable', type: 'EngineDown', nonRetryable: true });
+        return { text: `reply to ${event.dedupeKey}` };
+      },
+    });
+    await withWorker(acts, async (taskQueue, track) => {
+      const { workflowId, input } = conversation();
+      const h = await signal(taskQueue, workflowId, input, message(input, 'm_ai_down', 1000));
+      track(h);
+      await signal(taskQueue, workflowId, input, message(input, 'm_next', 2000));
+      await processed(h, 2);
+      expect(calls.createReply.map((c) => c.text)).toEqual([FALLBACK_REPLY, 'reply to m_next']);
+      expect(calls.sendReply).toHaveLength(2);
+      expect((await h.describe()).status.name).toBe('RUNNING');
+    });
+  });
+
+  it('survives an activity that gives up, and handles the next event', async () => {
+    const { acts, calls } = makeFakes({
+      async recordConversationEvent() {
+        throw ApplicationFailure.create({ message: 'constraint violated', type: 'Broken', nonRetryable: true });
+      },
+    });
+    await withWorker(acts, async (taskQueue, track) => {
+      const { workflowId, input } = conversation();
+      const reaction: InboundEvent = { kind: 'reaction', platform: 'messenger', accountId: '1', customerId: input.customerId, timestamp: 500, dedupeKey: 'reaction:x', mid: 'm_x', action: 'react', reaction: 'love' };
+      const h = await signal(taskQueue, workflowId, input, reaction);
+      track(h);
+      await signal(taskQueue, workflowId, input, message(input, 'm_after', 1000));
+      await processed(h, 2);
+      expect(calls.recordConversationEvent).toHaveLength(1);
+      expect(calls.sendReply).toHaveLength(1);
       expect((await h.describe()).status.name).toBe('RUNNING');
     });
   });

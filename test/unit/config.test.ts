@@ -1,0 +1,141 @@
+import { ConfigError, parseConfig } from '../../src/config';
+
+const KEY_32 = Buffer.alloc(32, 0x5a).toString('base64');
+
+/** The variables without defaults; everything else may be left out. */
+function completeEnv(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    DATABASE_URL: 'postgres://switchboard:pw@127.0.0.1:5432/switchboard',
+    META_APP_SECRET: 'app-secret-0123',
+    META_VERIFY_TOKEN: 'verify-token-0123',
+    TOKEN_ENCRYPTION_KEY: KEY_32,
+    ...overrides,
+  };
+}
+
+function configError(env: Record<string, string | undefined>): ConfigError {
+  try {
+    parseConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('parseConfig accepted an invalid environment');
+}
+
+describe('parseConfig', () => {
+  it('parses a complete environment and fills in the defaults', () => {
+    const config = parseConfig(completeEnv());
+    expect(config).toEqual({
+      NODE_ENV: 'development',
+      LOG_LEVEL: 'info',
+      DATABASE_URL: 'postgres://switchboard:pw@127.0.0.1:5432/switchboard',
+      DATABASE_POOL_SIZE: 10,
+      TEMPORAL_ADDRESS: 'localhost:7233',
+      TEMPORAL_NAMESPACE: 'default',
+      TEMPORAL_TASK_QUEUE: 'switchboard',
+      TEMPORAL_RPC_TIMEOUT_MS: 3000,
+      TEMPORAL_UI_URL: 'http://localhost:8233',
+      META_APP_SECRET: 'app-secret-0123',
+      META_VERIFY_TOKEN: 'verify-token-0123',
+      GRAPH_API_BASE: 'https://graph.facebook.com',
+      INSTAGRAM_API_BASE: 'https://graph.instagram.com',
+      GRAPH_API_VERSION: 'v23.0',
+      GRAPH_API_TIMEOUT_MS: 10_000,
+      TOKEN_ENCRYPTION_KEY: KEY_32,
+      GATEWAY_HOST: '0.0.0.0',
+      GATEWAY_PORT: 3000,
+      GRAPH_SANDBOX_PORT: 3900,
+      CONVERSATION_IDLE_TIMEOUT_MS: 30 * 60_000,
+    });
+    expect(config.INSTAGRAM_APP_SECRET).toBeUndefined();
+  });
+
+  it('coerces numeric variables and accepts overrides', () => {
+    const config = parseConfig(
+      completeEnv({
+        NODE_ENV: 'production',
+        GATEWAY_PORT: '8080',
+        DATABASE_POOL_SIZE: '25',
+        CONVERSATION_IDLE_TIMEOUT_MS: '5000',
+        GRAPH_API_VERSION: 'v24.0',
+        INSTAGRAM_APP_SECRET: 'ig-secret-0123',
+        DATABASE_URL: 'postgresql://u@db.internal/sb',
+      }),
+    );
+    expect(config).toMatchObject({
+      NODE_ENV: 'production',
+      GATEWAY_PORT: 8080,
+      DATABASE_POOL_SIZE: 25,
+      CONVERSATION_IDLE_TIMEOUT_MS: 5000,
+      GRAPH_API_VERSION: 'v24.0',
+      INSTAGRAM_APP_SECRET: 'ig-secret-0123',
+      DATABASE_URL: 'postgresql://u@db.internal/sb',
+    });
+  });
+
+  it('ignores unrelated variables of the process environment', () => {
+    const config = parseConfig(completeEnv({ PATH: '/usr/bin', HOME: '/root', npm_config_cache: '/tmp/x' }));
+    expect(config).not.toHaveProperty('PATH');
+  });
+
+  it('reports a missing and several bad variables together in one ConfigError', () => {
+    const err = configError(
+      completeEnv({
+        META_APP_SECRET: undefined,
+        TOKEN_ENCRYPTION_KEY: Buffer.alloc(16, 1).toString('base64'),
+        GATEWAY_PORT: 'abc',
+      }),
+    );
+    expect(err.name).toBe('ConfigError');
+    expect(err.problems).toHaveLength(3);
+    for (const name of ['META_APP_SECRET', 'TOKEN_ENCRYPTION_KEY', 'GATEWAY_PORT']) {
+      expect(err.message).toContain(name);
+      expect(err.problems.some((p) => p.startsWith(`${name}:`))).toBe(true);
+    }
+    expect(err.problems).toContain('META_APP_SECRET: is required');
+    expect(err.problems.find((p) => p.startsWith('TOKEN_ENCRYPTION_KEY:'))).toContain('32 bytes');
+    // Variables that were fine are not named.
+    for (const name of ['DATABASE_URL', 'META_VERIFY_TOKEN']) expect(err.message).not.toContain(name);
+  });
+
+  it('treats empty strings as missing (required → "is required", defaulted → default)', () => {
+    const err = configError(completeEnv({ META_APP_SECRET: '', DATABASE_URL: '', GATEWAY_PORT: '' }));
+    expect(err.problems.sort()).toEqual(['DATABASE_URL: is required', 'META_APP_SECRET: is required']);
+
+    const config = parseConfig(completeEnv({ GATEWAY_PORT: '', LOG_LEVEL: '', INSTAGRAM_APP_SECRET: '' }));
+    expect(config.GATEWAY_PORT).toBe(3000);
+    expect(config.LOG_LEVEL).toBe('info');
+    expect(config.INSTAGRAM_APP_SECRET).toBeUndefined();
+  });
+
+  it('names every required variable of an empty environment', () => {
+    const err = configError({});
+    expect(err.problems.sort()).toEqual(
+      ['DATABASE_URL', 'META_APP_SECRET', 'META_VERIFY_TOKEN', 'TOKEN_ENCRYPTION_KEY'].map((n) => `${n}: is required`),
+    );
+  });
+
+  it.each([
+    ['DATABASE_URL', 'mysql://u@h/db'],
+    ['DATABASE_URL', 'not a url'],
+    ['GATEWAY_PORT', '70000'],
+    ['GATEWAY_PORT', '-1'],
+    ['GATEWAY_PORT', '80.5'],
+    ['DATABASE_POOL_SIZE', '0'],
+    ['CONVERSATION_IDLE_TIMEOUT_MS', '0'],
+    ['TEMPORAL_RPC_TIMEOUT_MS', '-5'],
+    ['GRAPH_API_VERSION', '23.0'],
+    ['NODE_ENV', 'staging'],
+    ['LOG_LEVEL', 'verbose'],
+    ['META_APP_SECRET', 'short'],
+    ['INSTAGRAM_APP_SECRET', 'short'],
+    ['TOKEN_ENCRYPTION_KEY', Buffer.alloc(33, 1).toString('base64')],
+    ['GRAPH_API_BASE', 'graph.facebook.com'],
+  ])('rejects %s=%j and names it', (name, value) => {
+    const err = configError(completeEnv({ [name]: value }));
+    expect(err.problems).toHaveLength(1);
+    expect(err.problems[0]).toMatch(new RegExp(`^${name}: `));
+    expect(err.problems[0]).not.toContain('is required');
+  });
+});
