@@ -18,6 +18,11 @@ const positiveMs = z.coerce.number().int().positive();
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * Customer PII in logs: `off` removes it like a secret; `masked` shows a hint (`jo***@example.com`,
+   * `A***`, `[text: 12 chars]`) for debugging. Tokens, secrets and signatures are removed either way.
+   */
+  LOG_PII: z.enum(['off', 'masked']).default('off'),
 
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),

@@ -6,7 +6,7 @@ import { createTemporalClient } from './temporal/client';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const logger = createLogger('gateway', config.LOG_LEVEL);
+  const logger = createLogger('gateway', config.LOG_LEVEL, { pii: config.LOG_PII });
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
   const temporal = createTemporalClient({ address: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE });
   const app = createGatewayApp({ config, pool, temporal, logger });

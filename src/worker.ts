@@ -18,7 +18,7 @@ async function connectWithRetry(address: string, attempts = 30): Promise<NativeC
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const logger = createLogger('worker', config.LOG_LEVEL);
+  const logger = createLogger('worker', config.LOG_LEVEL, { pii: config.LOG_PII });
   installTemporalRuntime(logger);
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
   const connection = await connectWithRetry(config.TEMPORAL_ADDRESS);
