@@ -15,7 +15,7 @@ export interface SendReplyInput {
  * Graph API calls. The channel's token is loaded and decrypted here, inside the activity, so it
  * never appears in workflow inputs, results or history.
  */
-export function createGraphActivities({ pool, cipher, graph, logger }: Pick<ActivityDeps, 'pool' | 'cipher' | 'graph' | 'logger'>) {
+export function createGraphActivities({ pool, vault, graph, logger }: Pick<ActivityDeps, 'pool' | 'vault' | 'graph' | 'logger'>) {
   return {
     async sendReply(input: SendReplyInput): Promise<{ messageId: string }> {
       const outbound = await getOutbound(pool, input.outboundId);
@@ -23,7 +23,7 @@ export function createGraphActivities({ pool, cipher, graph, logger }: Pick<Acti
       // A previous attempt may have succeeded and crashed before returning: never send twice.
       if (outbound.status === 'sent' && outbound.mid) return { messageId: outbound.mid };
 
-      const channel = await loadChannelCredentials(pool, cipher, input.channelId);
+      const channel = await loadChannelCredentials(pool, vault, input.channelId, 'graph.send');
       if (channel.status !== 'active') {
         const details: SendFailureDetails = { errorClass: 'channel_inactive', reauth: false };
         throw ApplicationFailure.create({ message: `channel is ${channel.status}`, type: 'ChannelInactive', nonRetryable: true, details: [details] });

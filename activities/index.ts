@@ -1,14 +1,15 @@
 import type { Pool } from 'pg';
 import type { ReplyEngine } from '../src/ai/reply-engine';
-import type { TokenCipher } from '../src/crypto/token-cipher';
+import type { SecretVault } from '../src/crypto/vault';
 import type { Logger } from '../src/logger';
 import type { GraphClient } from '../src/meta/graph-client';
 import { createConversationActivities } from './conversation-store';
 import { createGraphActivities } from './graph';
+import { createKeyRotationActivities } from './key-rotation';
 
 export interface ActivityDeps {
   pool: Pool;
-  cipher: TokenCipher;
+  vault: SecretVault;
   graph: GraphClient;
   replyEngine: ReplyEngine;
   logger: Logger;
@@ -19,6 +20,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createConversationActivities(deps),
     ...createGraphActivities(deps),
+    ...createKeyRotationActivities(deps),
   };
 }
 

@@ -1,12 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { ConfigError, loadConfig } from './config';
-import { TokenCipher } from './crypto/token-cipher';
+import { ConfigError, loadConfig, type Config } from './config';
+import { StaticKeyProvider } from './crypto/key-provider';
+import { SecretVault } from './crypto/vault';
 import { ChannelConflictError, connectChannel } from './db/channels';
+import { KeyInUseError, keyStatus, retireMasterKey } from './db/key-inventory';
 import { createPool } from './db/pool';
 import { addProduct } from './db/products';
-import { createTenant, tenantExists } from './db/tenants';
+import { createTenant, deleteTenant, tenantExists } from './db/tenants';
+import { createTemporalClient } from './temporal/client';
+import { createDataConverter } from './temporal/payload-codec';
+import type { KeyRotationInput } from '../workflows/key-rotation';
 
 /** Operator CLI: `npm run cli -- <command> [--flags]`. Output is JSON on stdout; usage errors exit 2. */
 
@@ -38,6 +43,26 @@ const commands = {
       stock: z.coerce.number().int().nonnegative().optional(),
       url: z.url().optional(),
     }),
+  },
+  'tenants:delete': {
+    usage: 'tenants:delete --id ID   (destroys the tenant, its data and its data keys: crypto-shredding)',
+    schema: z.object({ id: uuid }),
+  },
+  'keys:status': {
+    usage: 'keys:status',
+    schema: z.object({}),
+  },
+  'keys:rotate': {
+    usage: 'keys:rotate [--data-keys yes] [--batch-size 100] [--wait yes]   (rewrap data keys under the newest master key)',
+    schema: z.object({
+      'data-keys': z.enum(['yes', 'no'], 'must be yes or no').default('no'),
+      'batch-size': z.coerce.number().int().min(1).max(10_000).default(100),
+      wait: z.enum(['yes', 'no'], 'must be yes or no').default('no'),
+    }),
+  },
+  'keys:retire': {
+    usage: 'keys:retire --version N   (refused while any data key is still wrapped by it)',
+    schema: z.object({ version: z.coerce.number().int().min(1) }),
   },
 } as const;
 
@@ -84,12 +109,30 @@ async function run(argv: string[]): Promise<unknown> {
       case 'channels:connect': {
         const a = validate(name, commands[name].schema, args);
         if (!(await tenantExists(pool, a.tenant))) throw new UsageError(`--tenant: no tenant ${a.tenant}`);
-        return await connectChannel(pool, new TokenCipher(config.TOKEN_ENCRYPTION_KEY), {
+        return await connectChannel(pool, new SecretVault(pool, keys(config)), {
           tenantId: a.tenant,
           platform: a.platform,
           accountId: a['account-id'],
           accessToken: a['access-token'],
         });
+      }
+      case 'tenants:delete': {
+        const a = validate(name, commands[name].schema, args);
+        const result = await deleteTenant(pool, a.id);
+        if (!result.deleted) throw new UsageError(`--id: no tenant ${a.id}`);
+        return { id: a.id, ...result };
+      }
+      case 'keys:status':
+        validate(name, commands[name].schema, args);
+        return await keyStatus(pool, keys(config));
+      case 'keys:retire': {
+        const a = validate(name, commands[name].schema, args);
+        await retireMasterKey(pool, keys(config), a.version);
+        return { retired: a.version };
+      }
+      case 'keys:rotate': {
+        const a = validate(name, commands[name].schema, args);
+        return await startKeyRotation(config, { batchSize: a['batch-size'], rotateDataKeys: a['data-keys'] === 'yes' }, a.wait === 'yes');
       }
       case 'products:add': {
         const a = validate(name, commands[name].schema, args);
@@ -102,12 +145,36 @@ async function run(argv: string[]): Promise<unknown> {
   }
 }
 
+function keys(config: Config): StaticKeyProvider {
+  return StaticKeyProvider.fromSpec(config.MASTER_KEYS);
+}
+
+/** One rotation at a time: a second `keys:rotate` while one runs attaches to it. */
+async function startKeyRotation(config: Config, input: KeyRotationInput, wait: boolean): Promise<unknown> {
+  const { client, connection } = createTemporalClient({
+    address: config.TEMPORAL_ADDRESS,
+    namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter: await createDataConverter(keys(config)),
+  });
+  try {
+    const handle = await client.workflow.start('keyRotationWorkflow', {
+      workflowId: 'key-rotation',
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+      args: [input],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+    return wait ? { workflowId: handle.workflowId, result: await handle.result() } : { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
+  } finally {
+    await connection.close();
+  }
+}
+
 run(process.argv.slice(2)).then(
   (result) => {
     process.stdout.write(`${JSON.stringify(result)}\n`);
   },
   (err: unknown) => {
-    if (err instanceof UsageError || err instanceof ChannelConflictError) {
+    if (err instanceof UsageError || err instanceof ChannelConflictError || err instanceof KeyInUseError) {
       process.stderr.write(`error: ${err.message}\n`);
       process.exit(2);
     }

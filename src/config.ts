@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseMasterKeys } from './crypto/key-provider';
 
 /**
  * The one place the environment is read. Every process (gateway, worker, CLI) parses the same
@@ -8,9 +9,9 @@ import { z } from 'zod';
  * them in one go instead of one restart per variable.
  */
 
-const base64Key32 = z
-  .string()
-  .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded');
+const masterKeys = z.string().superRefine((spec, ctx) => {
+  for (const problem of parseMasterKeys(spec).problems) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveMs = z.coerce.number().int().positive();
@@ -44,8 +45,21 @@ export const configSchema = z.object({
   GRAPH_API_VERSION: z.string().regex(/^v\d+\.\d+$/, 'must look like v23.0').default('v23.0'),
   GRAPH_API_TIMEOUT_MS: positiveMs.default(10_000),
 
-  /** AES-256-GCM key for channel access tokens (32 bytes, base64). */
-  TOKEN_ENCRYPTION_KEY: base64Key32,
+  /**
+   * Versioned master keys, `2:<base64 32 bytes>,1:<base64 32 bytes>`; the highest version wraps
+   * new data keys, older ones stay until the key rotation has rewrapped everything under them.
+   */
+  MASTER_KEYS: masterKeys,
+  /** Unwrapped tenant data keys stay in memory at most this long (bounds crypto-shred latency too). */
+  DATA_KEY_CACHE_TTL_MS: positiveMs.default(5 * 60_000),
+  /** Bearer token operators (and the Temporal UI, via /codec/login) use for the codec endpoint; unset = endpoint refuses all. */
+  CODEC_AUTH_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** Browser origins allowed to call the codec endpoint (the Temporal UI). Default: TEMPORAL_UI_URL's origin. */
+  CODEC_CORS_ORIGINS: z
+    .string()
+    .transform((v) => v.split(',').map((o) => o.trim()).filter(Boolean))
+    .pipe(z.array(z.url()))
+    .optional(),
 
   GATEWAY_HOST: z.string().default('0.0.0.0'),
   GATEWAY_PORT: port.default(3000),

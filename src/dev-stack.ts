@@ -32,7 +32,8 @@ function loadDevSecrets(): Record<string, string> {
   };
   ensure('META_APP_SECRET', () => randomBytes(24).toString('hex'));
   ensure('META_VERIFY_TOKEN', () => randomBytes(16).toString('hex'));
-  ensure('TOKEN_ENCRYPTION_KEY', () => randomBytes(32).toString('base64'));
+  ensure('MASTER_KEYS', () => `1:${randomBytes(32).toString('base64')}`);
+  ensure('CODEC_AUTH_TOKEN', () => randomBytes(24).toString('base64url'));
   ensure('EMBEDDED_PG_PASSWORD', () => randomBytes(16).toString('hex'));
   if (generated.length > 0) {
     process.stderr.write(
@@ -126,6 +127,8 @@ async function main(): Promise<void> {
   // Temporal dev server
   let temporalAddress = process.env.TEMPORAL_ADDRESS;
   const uiPort = Number(process.env.TEMPORAL_UI_PORT ?? 8233);
+  const gatewayPort = Number(process.env.GATEWAY_PORT ?? 3000);
+  const gatewayUrl = `http://localhost:${gatewayPort}`;
   if (!temporalAddress) {
     const cli = resolveTemporalCli({ install: true });
     if (!cli) throw new Error('Temporal CLI not available; set TEMPORAL_CLI_PATH or TEMPORAL_ADDRESS');
@@ -136,6 +139,8 @@ async function main(): Promise<void> {
       '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort),
       '--db-filename', path.join(DATA, 'temporal.db'),
       '--log-level', 'error',
+      // The UI decodes encrypted payloads in the operator's browser through the gateway.
+      '--ui-codec-endpoint', `${gatewayUrl}/codec`,
       ...devServerSearchAttributeArgs(),
     ], process.env);
     await waitFor('Temporal', async () => (await Connection.connect({ address: temporalAddress!, connectTimeout: 1000 })).close());
@@ -167,8 +172,6 @@ async function main(): Promise<void> {
   const childEnv = { ...appEnv, ...process.env, ...(!process.env.DATABASE_URL && { DATABASE_URL: databaseUrl }) };
   startChild('worker', process.execPath, [...tsx, 'src/worker.ts'], childEnv);
   startChild('gateway', process.execPath, [...tsx, 'src/gateway.ts'], childEnv);
-  const gatewayPort = Number(process.env.GATEWAY_PORT ?? 3000);
-  const gatewayUrl = `http://localhost:${gatewayPort}`;
   await waitFor('gateway', async () => {
     const res = await fetch(`${gatewayUrl}/readyz`);
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
@@ -179,7 +182,9 @@ async function main(): Promise<void> {
     [
       '',
       `  Gateway        ${gatewayUrl}   (Meta webhooks: POST ${gatewayUrl}/webhooks/meta)`,
-      `  Temporal UI    http://localhost:${uiPort}`,
+      `  Temporal UI    http://localhost:${uiPort}   (to see decoded payloads: sign in at ${gatewayUrl}/codec/login`,
+      `                 with CODEC_AUTH_TOKEN from the settings file, then enable "Include cross-origin credentials"`,
+      `                 in the UI's codec server settings)`,
       `  Graph sandbox  ${graphBase}   (recorded Send API calls: ${graphBase}/_sandbox/requests)`,
       `  Settings       ${path.relative(ROOT, devEnvFile(ROOT))}   (used by \`npm run cli\` and \`npm run bench\`)`,
       '',

@@ -1,15 +1,18 @@
 import { loadConfig } from './config';
+import { StaticKeyProvider } from './crypto/key-provider';
 import { createPool } from './db/pool';
 import { createGatewayApp } from './gateway/app';
 import { createLogger } from './logger';
 import { createTemporalClient } from './temporal/client';
+import { AesGcmPayloadCodec, createDataConverter } from './temporal/payload-codec';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL, { pii: config.LOG_PII });
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
-  const temporal = createTemporalClient({ address: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE });
-  const app = createGatewayApp({ config, pool, temporal, logger });
+  const codec = await AesGcmPayloadCodec.fromKeyProvider(StaticKeyProvider.fromSpec(config.MASTER_KEYS));
+  const temporal = createTemporalClient({ address: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE, dataConverter: await createDataConverter(codec) });
+  const app = createGatewayApp({ config, pool, temporal, codec, logger });
   const server = app.listen(config.GATEWAY_PORT, config.GATEWAY_HOST);
   await new Promise<void>((resolve) => server.once('listening', resolve));
   logger.info({ port: config.GATEWAY_PORT }, 'gateway listening');

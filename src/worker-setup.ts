@@ -3,25 +3,28 @@ import type { Pool } from 'pg';
 import { createActivities } from '../activities';
 import { CatalogReplyEngine } from './ai/catalog-engine';
 import type { Config } from './config';
-import { TokenCipher } from './crypto/token-cipher';
+import type { KeyProvider } from './crypto/key-provider';
+import { SecretVault } from './crypto/vault';
 import type { Logger } from './logger';
 import { GraphClient } from './meta/graph-client';
+import { createDataConverter } from './temporal/payload-codec';
 
 export interface WorkerSetup {
-  config: Pick<Config, 'TEMPORAL_NAMESPACE' | 'TEMPORAL_TASK_QUEUE' | 'TOKEN_ENCRYPTION_KEY' | 'GRAPH_API_BASE' | 'INSTAGRAM_API_BASE' | 'GRAPH_API_VERSION' | 'GRAPH_API_TIMEOUT_MS'>;
+  config: Pick<Config, 'TEMPORAL_NAMESPACE' | 'TEMPORAL_TASK_QUEUE' | 'DATA_KEY_CACHE_TTL_MS' | 'GRAPH_API_BASE' | 'INSTAGRAM_API_BASE' | 'GRAPH_API_VERSION' | 'GRAPH_API_TIMEOUT_MS'>;
   connection: NativeConnection;
   pool: Pool;
+  keys: KeyProvider;
   logger: Logger;
   /** Tests pass a pre-built bundle so each suite does not re-run webpack. */
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
 
 /** The one worker: every workflow and activity, wired to real dependencies. */
-export async function createSwitchboardWorker({ config, connection, pool, logger, workflowBundle }: WorkerSetup): Promise<Worker> {
+export async function createSwitchboardWorker({ config, connection, pool, keys, logger, workflowBundle }: WorkerSetup): Promise<Worker> {
   const activities = createActivities({
     pool,
     logger,
-    cipher: new TokenCipher(config.TOKEN_ENCRYPTION_KEY),
+    vault: new SecretVault(pool, keys, { cacheTtlMs: config.DATA_KEY_CACHE_TTL_MS }),
     graph: new GraphClient({
       graphBase: config.GRAPH_API_BASE,
       instagramBase: config.INSTAGRAM_API_BASE,
@@ -35,6 +38,7 @@ export async function createSwitchboardWorker({ config, connection, pool, logger
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     activities,
+    dataConverter: await createDataConverter(keys),
     ...(workflowBundle ? { workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
   });
 }

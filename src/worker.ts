@@ -1,5 +1,6 @@
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig } from './config';
+import { StaticKeyProvider } from './crypto/key-provider';
 import { createPool } from './db/pool';
 import { createLogger } from './logger';
 import { installTemporalRuntime } from './temporal/runtime';
@@ -22,7 +23,7 @@ async function main(): Promise<void> {
   installTemporalRuntime(logger);
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
   const connection = await connectWithRetry(config.TEMPORAL_ADDRESS);
-  const worker = await createSwitchboardWorker({ config, connection, pool, logger });
+  const worker = await createSwitchboardWorker({ config, connection, pool, logger, keys: StaticKeyProvider.fromSpec(config.MASTER_KEYS) });
   logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE }, 'worker started');
   // The SDK shuts the worker down gracefully on SIGINT/SIGTERM; run() resolves once it drained.
   await worker.run();

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { DecryptionError, gcmOpen, gcmSeal, NONCE_BYTES, TAG_BYTES } from './token-cipher';
+import { DecryptionError, gcmOpen, gcmSeal, NONCE_BYTES, TAG_BYTES } from './aead';
 import { hkdfSha256 } from './hkdf';
 
 /**

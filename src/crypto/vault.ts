@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
-import { DecryptionError, gcmOpen, gcmSeal, NONCE_BYTES, TAG_BYTES } from './token-cipher';
+import { DecryptionError, gcmOpen, gcmSeal, NONCE_BYTES, TAG_BYTES } from './aead';
 import type { KeyProvider } from './key-provider';
 
 /**

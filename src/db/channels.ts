@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
-import type { CipherContext, TokenCipher } from '../crypto/token-cipher';
+import type { SecretLocation, SecretVault } from '../crypto/vault';
 import type { Platform } from '../shared/types';
+import { withTransaction } from './pool';
 
 export type GraphApi = 'facebook' | 'instagram';
 export type ChannelStatus = 'active' | 'reauth_required' | 'disabled';
@@ -26,7 +27,10 @@ export class ChannelConflictError extends Error {
   }
 }
 
-const tokenContext = (channelId: string): CipherContext => ({ table: 'channels', column: 'access_token', rowId: channelId });
+const tokenLocation = (tenantId: string, channelId: string): SecretLocation => ({ tenantId, table: 'channels', column: 'access_token', rowId: channelId });
+
+/** Why a token was decrypted: every decrypt is counted per tenant and purpose (secret_decrypts). */
+export type TokenPurpose = 'graph.send' | 'graph.subscribe' | 'graph.refresh' | 'graph.validate';
 
 /**
  * Stores a channel with its token encrypted. Connecting an account the same tenant already owns
@@ -34,27 +38,31 @@ const tokenContext = (channelId: string): CipherContext => ({ table: 'channels',
  */
 export async function connectChannel(
   pool: Pool,
-  cipher: TokenCipher,
+  vault: SecretVault,
   input: { tenantId: string; platform: Platform; accountId: string; accessToken: string; graphApi?: GraphApi },
 ): Promise<{ id: string }> {
-  const existing = await pool.query<{ id: string; tenant_id: string }>(
-    'SELECT id, tenant_id FROM channels WHERE platform = $1 AND account_id = $2',
-    [input.platform, input.accountId],
-  );
-  const row = existing.rows[0];
-  if (row && row.tenant_id !== input.tenantId) throw new ChannelConflictError(input.platform, input.accountId);
-  const id = row?.id ?? randomUUID();
-  const ciphertext = cipher.encrypt(input.accessToken, tokenContext(id));
   // Messenger channels always use a Page token; Instagram defaults to Instagram Login.
   const graphApi = input.graphApi ?? (input.platform === 'messenger' ? 'facebook' : 'instagram');
-  await pool.query(
-    `INSERT INTO channels (id, tenant_id, platform, account_id, graph_api, access_token_ciphertext)
-     VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (id) DO UPDATE SET access_token_ciphertext = EXCLUDED.access_token_ciphertext,
-       graph_api = EXCLUDED.graph_api, status = 'active', status_reason = NULL, status_changed_at = now()`,
-    [id, input.tenantId, input.platform, input.accountId, graphApi, ciphertext],
-  );
-  return { id };
+  return withTransaction(pool, async (client) => {
+    const existing = await client.query<{ id: string; tenant_id: string }>(
+      'SELECT id, tenant_id FROM channels WHERE platform = $1 AND account_id = $2 FOR UPDATE',
+      [input.platform, input.accountId],
+    );
+    const row = existing.rows[0];
+    if (row && row.tenant_id !== input.tenantId) throw new ChannelConflictError(input.platform, input.accountId);
+    const id = row?.id ?? randomUUID();
+    // Encrypted inside the transaction: the token and its data key usage commit together.
+    const sealed = await vault.encrypt(tokenLocation(input.tenantId, id), input.accessToken, client);
+    await client.query(
+      `INSERT INTO channels (id, tenant_id, platform, account_id, graph_api, access_token_ciphertext, token_key_version)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (id) DO UPDATE SET access_token_ciphertext = EXCLUDED.access_token_ciphertext,
+         token_key_version = EXCLUDED.token_key_version, graph_api = EXCLUDED.graph_api,
+         status = 'active', status_reason = NULL, status_changed_at = now()`,
+      [id, input.tenantId, input.platform, input.accountId, graphApi, sealed.blob, sealed.keyVersion],
+    );
+    return { id };
+  });
 }
 
 export async function findChannelByAccount(pool: Pool, platform: Platform, accountId: string): Promise<ChannelRoute | null> {
@@ -66,13 +74,18 @@ export async function findChannelByAccount(pool: Pool, platform: Platform, accou
   return r ? { id: r.id, tenantId: r.tenant_id, platform: r.platform, status: r.status } : null;
 }
 
-/** Decrypts a channel's token. Only the send path calls this; the token never leaves the activity. */
-export async function loadChannelCredentials(pool: Pool, cipher: TokenCipher, channelId: string): Promise<ChannelCredentials> {
+/**
+ * Decrypts a channel's token for one purpose and counts the decrypt. Only activities call this;
+ * the token never leaves them and no API returns it.
+ */
+export async function loadChannelCredentials(pool: Pool, vault: SecretVault, channelId: string, purpose: TokenPurpose): Promise<ChannelCredentials> {
   const { rows } = await pool.query<{
     id: string; tenant_id: string; platform: Platform; status: ChannelStatus; account_id: string; graph_api: GraphApi; access_token_ciphertext: Buffer;
   }>('SELECT id, tenant_id, platform, status, account_id, graph_api, access_token_ciphertext FROM channels WHERE id = $1', [channelId]);
   const r = rows[0];
   if (!r) throw new Error(`channel ${channelId} does not exist`);
+  const accessToken = await vault.decrypt(tokenLocation(r.tenant_id, r.id), r.access_token_ciphertext);
+  await recordSecretDecrypt(pool, r.tenant_id, purpose);
   return {
     id: r.id,
     tenantId: r.tenant_id,
@@ -80,7 +93,7 @@ export async function loadChannelCredentials(pool: Pool, cipher: TokenCipher, ch
     status: r.status,
     accountId: r.account_id,
     graphApi: r.graph_api,
-    accessToken: cipher.decrypt(r.access_token_ciphertext, tokenContext(r.id)),
+    accessToken,
   };
 }
 
@@ -92,4 +105,12 @@ export async function markChannelReauthRequired(pool: Pool, channelId: string, r
     [channelId, reason],
   );
   return rowCount === 1;
+}
+
+export async function recordSecretDecrypt(pool: Pool, tenantId: string, purpose: string): Promise<void> {
+  await pool.query(
+    `INSERT INTO secret_decrypts (tenant_id, purpose, day, count, last_at) VALUES ($1, $2, current_date, 1, now())
+     ON CONFLICT (tenant_id, purpose, day) DO UPDATE SET count = secret_decrypts.count + 1, last_at = now()`,
+    [tenantId, purpose],
+  );
 }

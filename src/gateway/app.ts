@@ -1,11 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
+import type { PayloadCodec } from '@temporalio/common';
 import Koa from 'koa';
+import type { Config } from '../config';
+import { withTemporalDeadline } from '../temporal/client';
+import { codecRoutes } from './codec-routes';
 import { sendError } from './errors';
 import { metaWebhookRoutes, type WebhookDeps } from './meta-webhooks';
-import { withTemporalDeadline } from '../temporal/client';
 
-export type GatewayDeps = WebhookDeps;
+export interface GatewayDeps extends WebhookDeps {
+  config: WebhookDeps['config'] & Pick<Config, 'CODEC_AUTH_TOKEN' | 'CODEC_CORS_ORIGINS' | 'TEMPORAL_UI_URL'>;
+  /** The same codec the Temporal client uses, served to the Temporal UI. */
+  codec: PayloadCodec;
+}
+
+/** The Temporal UI's origin, reachable as localhost or 127.0.0.1 (whichever the operator typed). */
+export function defaultCodecOrigins(uiUrl: string): string[] {
+  const origin = new URL(uiUrl).origin;
+  const alias = origin.includes('://localhost') ? origin.replace('://localhost', '://127.0.0.1') : origin.replace('://127.0.0.1', '://localhost');
+  return [...new Set([origin, alias])];
+}
 
 async function probe(fn: () => Promise<unknown>): Promise<'ok' | 'unavailable'> {
   try {
@@ -49,7 +63,13 @@ export function createGatewayApp(deps: GatewayDeps): Koa {
   });
 
   const webhooks = metaWebhookRoutes(deps);
-  for (const router of [health, webhooks]) app.use(router.routes()).use(router.allowedMethods());
+  const codec = codecRoutes({
+    codec: deps.codec,
+    authToken: deps.config.CODEC_AUTH_TOKEN,
+    corsOrigins: deps.config.CODEC_CORS_ORIGINS ?? defaultCodecOrigins(deps.config.TEMPORAL_UI_URL),
+    logger,
+  });
+  for (const router of [health, webhooks, codec]) app.use(router.routes()).use(router.allowedMethods());
   app.use((ctx) => sendError(ctx, 404, 'not_found', `no route for ${ctx.method} ${ctx.path}`));
   return app;
 }

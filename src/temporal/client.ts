@@ -1,8 +1,11 @@
 import { Client, Connection } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 
 export interface TemporalClientOptions {
   address: string;
   namespace: string;
+  /** Every client encrypts payloads (src/temporal/payload-codec.ts); only bare benchmarks omit it. */
+  dataConverter: DataConverter | undefined;
 }
 
 /**
@@ -11,7 +14,7 @@ export interface TemporalClientOptions {
  */
 export function createTemporalClient(opts: TemporalClientOptions): { client: Client; connection: Connection } {
   const connection = Connection.lazy({ address: opts.address });
-  const client = new Client({ connection, namespace: opts.namespace });
+  const client = new Client({ connection, namespace: opts.namespace, ...(opts.dataConverter && { dataConverter: opts.dataConverter }) });
   return { client, connection };
 }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { METADATA_ENCODING_KEY, type DataConverter, type Payload, type PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { gcmOpen, gcmSeal, NONCE_BYTES, TAG_BYTES } from '../crypto/token-cipher';
+import { gcmOpen, gcmSeal, NONCE_BYTES, TAG_BYTES } from '../crypto/aead';
 import type { KeyProvider } from '../crypto/key-provider';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
@@ -74,9 +74,10 @@ export class AesGcmPayloadCodec implements PayloadCodec {
  * The data converter every client and worker uses: encrypted payloads, and failure messages and
  * stack traces moved into an (encrypted) payload instead of plain history fields.
  */
-export async function createDataConverter(provider: KeyProvider): Promise<DataConverter> {
+export async function createDataConverter(keys: KeyProvider | PayloadCodec): Promise<DataConverter> {
+  const codec = 'encode' in keys ? keys : await AesGcmPayloadCodec.fromKeyProvider(keys);
   return {
-    payloadCodecs: [await AesGcmPayloadCodec.fromKeyProvider(provider)],
+    payloadCodecs: [codec],
     failureConverterPath: require.resolve('./failure-converter'),
   };
 }

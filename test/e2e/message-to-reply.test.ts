@@ -1,10 +1,12 @@
-import { TokenCipher } from '../../src/crypto/token-cipher';
 import { connectChannel } from '../../src/db/channels';
 import { createTenant } from '../../src/db/tenants';
 import { addProduct } from '../../src/db/products';
 import { createGatewayApp } from '../../src/gateway/app';
 import { createLogger } from '../../src/logger';
 import { createTemporalClient } from '../../src/temporal/client';
+import { AesGcmPayloadCodec, createDataConverter } from '../../src/temporal/payload-codec';
+import { StaticKeyProvider } from '../../src/crypto/key-provider';
+import { SecretVault } from '../../src/crypto/vault';
 import { startLocalTemporal } from '../support/temporal-env';
 import { createTestDatabase, eventually, startTestStack, testConfig, type TestStack } from '../support/stack';
 import { errorOf, PAGE_A, postWebhook } from '../support/webhooks';
@@ -39,7 +41,7 @@ describe('webhook → Temporal → worker → Postgres → Send API', () => {
   beforeAll(async () => {
     stack = await startTestStack();
     tenantId = (await createTenant(stack.db.pool, 'Shop A')).id;
-    channelId = (await connectChannel(stack.db.pool, new TokenCipher(stack.config.TOKEN_ENCRYPTION_KEY), { tenantId, platform: 'messenger', accountId: PAGE_A, accessToken: TOKEN })).id;
+    channelId = (await connectChannel(stack.db.pool, stack.vault, { tenantId, platform: 'messenger', accountId: PAGE_A, accessToken: TOKEN })).id;
     await addProduct(stack.db.pool, tenantId, { name: 'Rain jacket', description: 'Waterproof jacket', price: 89.9, currency: 'EUR', stock: 4 });
   });
   afterAll(() => stack.close());
@@ -138,9 +140,11 @@ describe('Temporal unreachable', () => {
     const temporalEnv = await startLocalTemporal();
     const config = testConfig({ DATABASE_URL: db.url, TEMPORAL_ADDRESS: temporalEnv.address, TEMPORAL_RPC_TIMEOUT_MS: '1500' });
     const tenantId = (await createTenant(db.pool, 'Shop A')).id;
-    await connectChannel(db.pool, new TokenCipher(config.TOKEN_ENCRYPTION_KEY), { tenantId, platform: 'messenger', accountId: PAGE_A, accessToken: TOKEN });
-    const temporal = createTemporalClient({ address: temporalEnv.address, namespace: 'default' });
-    const app = createGatewayApp({ config, pool: db.pool, temporal, logger: createLogger('test', 'silent') });
+    const keys = StaticKeyProvider.fromSpec(config.MASTER_KEYS);
+    await connectChannel(db.pool, new SecretVault(db.pool, keys), { tenantId, platform: 'messenger', accountId: PAGE_A, accessToken: TOKEN });
+    const codec = await AesGcmPayloadCodec.fromKeyProvider(keys);
+    const temporal = createTemporalClient({ address: temporalEnv.address, namespace: 'default', dataConverter: await createDataConverter(codec) });
+    const app = createGatewayApp({ config, pool: db.pool, temporal, codec, logger: createLogger('test', 'silent') });
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;

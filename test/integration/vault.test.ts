@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { DecryptionError } from '../../src/crypto/token-cipher';
+import { DecryptionError } from '../../src/crypto/aead';
 import { StaticKeyProvider } from '../../src/crypto/key-provider';
 import { DataKeyMissingError, SecretVault, secretKeyVersion, type SecretLocation } from '../../src/crypto/vault';
 import { createTenant } from '../../src/db/tenants';

@@ -1,7 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { connectChannel } from '../../src/db/channels';
 import { createTenant } from '../../src/db/tenants';
-import { TokenCipher } from '../../src/crypto/token-cipher';
 import { parseWebhookPayload } from '../../src/meta/webhook-events';
 import { conversationWorkflowId } from '../../src/temporal/ids';
 import { eventually, startTestStack, TEST_VERIFY_TOKEN, type TestStack } from '../support/stack';
@@ -13,7 +12,6 @@ describe('POST /webhooks/meta', () => {
 
   beforeAll(async () => {
     stack = await startTestStack();
-    const cipher = new TokenCipher(stack.config.TOKEN_ENCRYPTION_KEY);
     const tenantA = await createTenant(stack.db.pool, 'Shop A');
     const tenantB = await createTenant(stack.db.pool, 'Clinic B');
     for (const [platform, account, tenant] of [
@@ -21,7 +19,7 @@ describe('POST /webhooks/meta', () => {
       ['messenger', PAGE_B, tenantB.id],
       ['instagram', IG_ACCOUNT, tenantA.id],
     ] as const) {
-      const { id } = await connectChannel(stack.db.pool, cipher, { tenantId: tenant, platform, accountId: account, accessToken: `token-${account}` });
+      const { id } = await connectChannel(stack.db.pool, stack.vault, { tenantId: tenant, platform, accountId: account, accessToken: `token-${account}` });
       channels[account] = { id, tenantId: tenant };
     }
   });

@@ -43,7 +43,11 @@ export default async function globalSetup(): Promise<void> {
 
   const [temporal, bundle] = await Promise.all([
     startLocalTemporal(),
-    bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } as never }),
+    bundleWorkflowCode({
+      workflowsPath: require.resolve('../../workflows'),
+      // The same failure converter the worker's data converter names (workers require it in the bundle).
+      failureConverterPath: require.resolve('../../src/temporal/failure-converter'),
+      logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } as never }),
   ]);
   const bundlePath = path.join(dir, 'workflow-bundle.js');
   writeFileSync(bundlePath, bundle.code);

@@ -13,9 +13,13 @@ import { createLogger } from '../../src/logger';
 import { startGraphSandbox, type GraphSandbox } from '../../src/sandbox/graph-sandbox';
 import { installTemporalRuntime } from '../../src/temporal/runtime';
 import { createSwitchboardWorker } from '../../src/worker-setup';
+import { StaticKeyProvider } from '../../src/crypto/key-provider';
+import { SecretVault } from '../../src/crypto/vault';
+import { AesGcmPayloadCodec, createDataConverter } from '../../src/temporal/payload-codec';
 
 export const TEST_APP_SECRET = 'test_app_secret_not_real';
 export const TEST_VERIFY_TOKEN = 'verify-token-for-tests';
+export const TEST_CODEC_TOKEN = 'codec-token-for-tests-only';
 
 function required(name: string): string {
   const v = process.env[name];
@@ -60,7 +64,8 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     DATABASE_URL: 'postgres://unused@127.0.0.1/unused',
     META_APP_SECRET: TEST_APP_SECRET,
     META_VERIFY_TOKEN: TEST_VERIFY_TOKEN,
-    TOKEN_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    MASTER_KEYS: `1:${randomBytes(32).toString('base64')}`,
+    CODEC_AUTH_TOKEN: TEST_CODEC_TOKEN,
     TEMPORAL_ADDRESS: process.env.TEST_TEMPORAL_ADDRESS ?? 'localhost:7233',
     TEMPORAL_TASK_QUEUE: `test-${randomUUID()}`,
     CONVERSATION_IDLE_TIMEOUT_MS: '5000',
@@ -79,6 +84,9 @@ export function installQuietRuntime(): void {
 
 export interface TestStack {
   config: Config;
+  keys: StaticKeyProvider;
+  /** A vault on the stack's database and keys, for arranging encrypted data in tests. */
+  vault: SecretVault;
   db: TestDatabase;
   sandbox: GraphSandbox;
   client: Client;
@@ -96,20 +104,23 @@ export async function startTestStack(overrides: Record<string, string> = {}): Pr
   const sandbox = await startGraphSandbox({ port: 0 });
   const config = testConfig({ DATABASE_URL: db.url, GRAPH_API_BASE: sandbox.url, INSTAGRAM_API_BASE: sandbox.url, ...overrides });
   const logger = createLogger('test', 'silent');
+  const keys = StaticKeyProvider.fromSpec(config.MASTER_KEYS);
   installQuietRuntime();
   const nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker = await createSwitchboardWorker({
     config,
     connection: nativeConnection,
     pool: db.pool,
+    keys,
     logger,
     workflowBundle: { code: readFileSync(required('TEST_WORKFLOW_BUNDLE'), 'utf8') },
   });
   const workerRun = worker.run();
 
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
-  const app = createGatewayApp({ config, pool: db.pool, temporal: { client, connection }, logger });
+  const codec = await AesGcmPayloadCodec.fromKeyProvider(keys);
+  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: await createDataConverter(codec) });
+  const app = createGatewayApp({ config, pool: db.pool, temporal: { client, connection }, codec, logger });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
@@ -117,6 +128,8 @@ export async function startTestStack(overrides: Record<string, string> = {}): Pr
 
   return {
     config,
+    keys,
+    vault: new SecretVault(db.pool, keys),
     db,
     sandbox,
     client,

@@ -1,6 +1,7 @@
 import { ConfigError, parseConfig } from '../../src/config';
 
 const KEY_32 = Buffer.alloc(32, 0x5a).toString('base64');
+const MASTER_KEYS = `1:${KEY_32}`;
 
 /** The variables without defaults; everything else may be left out. */
 function completeEnv(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
@@ -8,7 +9,7 @@ function completeEnv(overrides: Record<string, string | undefined> = {}): Record
     DATABASE_URL: 'postgres://switchboard:pw@127.0.0.1:5432/switchboard',
     META_APP_SECRET: 'app-secret-0123',
     META_VERIFY_TOKEN: 'verify-token-0123',
-    TOKEN_ENCRYPTION_KEY: KEY_32,
+    MASTER_KEYS,
     ...overrides,
   };
 }
@@ -29,6 +30,7 @@ describe('parseConfig', () => {
     expect(config).toEqual({
       NODE_ENV: 'development',
       LOG_LEVEL: 'info',
+      LOG_PII: 'off',
       DATABASE_URL: 'postgres://switchboard:pw@127.0.0.1:5432/switchboard',
       DATABASE_POOL_SIZE: 10,
       TEMPORAL_ADDRESS: 'localhost:7233',
@@ -42,7 +44,8 @@ describe('parseConfig', () => {
       INSTAGRAM_API_BASE: 'https://graph.instagram.com',
       GRAPH_API_VERSION: 'v23.0',
       GRAPH_API_TIMEOUT_MS: 10_000,
-      TOKEN_ENCRYPTION_KEY: KEY_32,
+      MASTER_KEYS,
+      DATA_KEY_CACHE_TTL_MS: 300_000,
       GATEWAY_HOST: '0.0.0.0',
       GATEWAY_PORT: 3000,
       GRAPH_SANDBOX_PORT: 3900,
@@ -83,18 +86,18 @@ describe('parseConfig', () => {
     const err = configError(
       completeEnv({
         META_APP_SECRET: undefined,
-        TOKEN_ENCRYPTION_KEY: Buffer.alloc(16, 1).toString('base64'),
+        MASTER_KEYS: `1:${Buffer.alloc(16, 1).toString('base64')}`,
         GATEWAY_PORT: 'abc',
       }),
     );
     expect(err.name).toBe('ConfigError');
     expect(err.problems).toHaveLength(3);
-    for (const name of ['META_APP_SECRET', 'TOKEN_ENCRYPTION_KEY', 'GATEWAY_PORT']) {
+    for (const name of ['META_APP_SECRET', 'MASTER_KEYS', 'GATEWAY_PORT']) {
       expect(err.message).toContain(name);
       expect(err.problems.some((p) => p.startsWith(`${name}:`))).toBe(true);
     }
     expect(err.problems).toContain('META_APP_SECRET: is required');
-    expect(err.problems.find((p) => p.startsWith('TOKEN_ENCRYPTION_KEY:'))).toContain('32 bytes');
+    expect(err.problems.find((p) => p.startsWith('MASTER_KEYS:'))).toContain('32 bytes');
     // Variables that were fine are not named.
     for (const name of ['DATABASE_URL', 'META_VERIFY_TOKEN']) expect(err.message).not.toContain(name);
   });
@@ -112,7 +115,7 @@ describe('parseConfig', () => {
   it('names every required variable of an empty environment', () => {
     const err = configError({});
     expect(err.problems.sort()).toEqual(
-      ['DATABASE_URL', 'META_APP_SECRET', 'META_VERIFY_TOKEN', 'TOKEN_ENCRYPTION_KEY'].map((n) => `${n}: is required`),
+      ['DATABASE_URL', 'MASTER_KEYS', 'META_APP_SECRET', 'META_VERIFY_TOKEN'].map((n) => `${n}: is required`),
     );
   });
 
@@ -130,7 +133,9 @@ describe('parseConfig', () => {
     ['LOG_LEVEL', 'verbose'],
     ['META_APP_SECRET', 'short'],
     ['INSTAGRAM_APP_SECRET', 'short'],
-    ['TOKEN_ENCRYPTION_KEY', Buffer.alloc(33, 1).toString('base64')],
+    ['MASTER_KEYS', `1:${Buffer.alloc(33, 1).toString('base64')}`],
+    ['MASTER_KEYS', `1:${KEY_32},1:${KEY_32}`],
+    ['MASTER_KEYS', 'not-a-key-list'],
     ['GRAPH_API_BASE', 'graph.facebook.com'],
   ])('rejects %s=%j and names it', (name, value) => {
     const err = configError(completeEnv({ [name]: value }));

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { DecryptionError, TokenCipher, gcmOpen, gcmSeal } from '../../src/crypto/token-cipher';
+import { DecryptionError, gcmOpen, gcmSeal } from '../../src/crypto/aead';
+import { hkdfSha256 } from '../../src/crypto/hkdf';
 import { hmacSha256Hex, signPayload, verifySignature } from '../../src/meta/signature';
 import { WYCHEPROOF } from '../support/paths';
 
@@ -35,27 +36,26 @@ describe('AES-256-GCM against Wycheproof', () => {
   });
 });
 
-describe('TokenCipher', () => {
-  const key = Buffer.alloc(32, 7).toString('base64');
-  const ctx = { table: 'channels', column: 'access_token', rowId: 'ch_1' };
+describe('HKDF-SHA256 against Wycheproof', () => {
+  interface HkdfCase { tcId: number; ikm: string; salt: string; info: string; size: number; okm: string; result: 'valid' | 'invalid' }
+  const cases = load<{ testGroups: Array<{ tests: HkdfCase[] }> }>('hkdf_sha256_test.json').testGroups.flatMap((g) => g.tests);
 
-  it('uses a fresh nonce per encryption and decrypts its own output', () => {
-    const cipher = new TokenCipher(key);
-    const a = cipher.encrypt('EAAB-token', ctx);
-    const b = cipher.encrypt('EAAB-token', ctx);
-    expect(a.equals(b)).toBe(false);
-    expect(cipher.decrypt(a, ctx)).toBe('EAAB-token');
+  it.each(cases.filter((t) => t.result === 'valid').map((t) => [t.tcId, t] as const))('valid case %i derives the expected key', (_id, t) => {
+    expect(hkdfSha256(hex(t.ikm), hex(t.salt), hex(t.info), t.size).toString('hex')).toBe(t.okm);
   });
 
-  it('refuses a ciphertext moved to another row or column, or tampered with', () => {
-    const cipher = new TokenCipher(key);
-    const blob = cipher.encrypt('EAAB-token', ctx);
-    expect(() => cipher.decrypt(blob, { ...ctx, rowId: 'ch_2' })).toThrow(DecryptionError);
-    expect(() => cipher.decrypt(blob, { ...ctx, column: 'other' })).toThrow(DecryptionError);
-    const flipped = Buffer.from(blob);
-    flipped[flipped.length - 1]! ^= 1;
-    expect(() => cipher.decrypt(flipped, ctx)).toThrow(DecryptionError);
-    expect(() => new TokenCipher(Buffer.alloc(16).toString('base64'))).toThrow(/32 bytes/);
+  it.each(cases.filter((t) => t.result === 'invalid').map((t) => [t.tcId, t] as const))('invalid case %i is refused', (_id, t) => {
+    expect(() => hkdfSha256(hex(t.ikm), hex(t.salt), hex(t.info), t.size)).toThrow(RangeError);
+  });
+});
+
+describe('AEAD parameters are pinned', () => {
+  it('refuses other key, nonce and tag sizes', () => {
+    const nonce = Buffer.alloc(12);
+    expect(() => gcmSeal(Buffer.alloc(16), nonce, Buffer.from('x'), Buffer.alloc(0))).toThrow(/32 bytes/);
+    expect(() => gcmSeal(Buffer.alloc(32), Buffer.alloc(16), Buffer.from('x'), Buffer.alloc(0))).toThrow(/nonce/);
+    const { ciphertext, tag } = gcmSeal(Buffer.alloc(32), nonce, Buffer.from('x'), Buffer.alloc(0));
+    expect(() => gcmOpen(Buffer.alloc(32), nonce, ciphertext, tag.subarray(0, 12), Buffer.alloc(0))).toThrow(DecryptionError);
   });
 });
 

@@ -14,7 +14,8 @@ import { conversationStateQuery, FALLBACK_REPLY, inboundEventSignal, type Conver
  * bundle, with recording fakes in place of the Postgres / Graph activities.
  */
 
-type Acts = Activities;
+/** The activities the conversation workflow calls. */
+type Acts = Omit<Activities, 'rewrapDataKeysBatch' | 'rotateDataKeysBatch' | 'reencryptSecretsBatch' | 'destroyUnusedDataKeys'>;
 type ActName = keyof Acts;
 type Calls = { [K in ActName]: Array<Parameters<Acts[K]>[0]> };
 
