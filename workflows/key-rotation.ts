@@ -6,6 +6,8 @@ export interface KeyRotationInput {
   batchSize: number;
   /** Also start new tenant data keys and re-encrypt every secret under them. */
   rotateDataKeys: boolean;
+  /** How soon a silent (crashed) worker's batch is handed to another worker. Default 30 s. */
+  heartbeatTimeoutMs?: number;
   /** Set on the first run; carried through continue-as-new. */
   startedAt?: string;
   totals?: KeyRotationResult;
@@ -18,19 +20,18 @@ export interface KeyRotationResult {
   destroyed: number;
 }
 
-const acts = proxyActivities<Activities>({
-  startToCloseTimeout: '10 minutes',
-  // A crashed worker is noticed within a heartbeat timeout, and the batch is retried elsewhere.
-  heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
-});
-
 /**
  * Rewraps every tenant data key under the newest master key version and, when asked, rotates the
  * data keys themselves and re-encrypts every secret, in batches. Resumable: each batch is
  * idempotent and the loop only ends when nothing remains.
  */
 export async function keyRotationWorkflow(input: KeyRotationInput): Promise<KeyRotationResult> {
+  const acts = proxyActivities<Activities>({
+    startToCloseTimeout: '10 minutes',
+    // A crashed worker is noticed within a heartbeat timeout, and the batch is retried elsewhere.
+    heartbeatTimeout: input.heartbeatTimeoutMs ?? 30_000,
+    retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
+  });
   const startedAt = input.startedAt ?? new Date(workflowInfo().startTime).toISOString();
   const totals: KeyRotationResult = input.totals ?? { rewrapped: 0, dataKeysRotated: 0, reencrypted: 0, destroyed: 0 };
   const maybeContinue = async () => {
