@@ -74,21 +74,29 @@ function usage(): string {
 
 function parseCommand(argv: string[]): { name: CommandName; args: Record<string, string | undefined> } {
   const [name, ...rest] = argv;
-  if (!name || !(name in commands)) throw new UsageError(name ? `unknown command "${name}"\n${usage()}` : usage());
+  // Own keys only: `in` would also accept `constructor`, `toString`, … from Object.prototype.
+  if (!name || !Object.hasOwn(commands, name)) throw new UsageError(name ? `unknown command "${name}"\n${usage()}` : usage());
   const command = commands[name as CommandName];
   const options = Object.fromEntries(Object.keys(command.schema.shape).map((k) => [k, { type: 'string' as const }]));
   try {
     const { values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false });
     return { name: name as CommandName, args: values as Record<string, string | undefined> };
   } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n  ${command.usage}`);
+    // Node's message quotes a stray argument, which may well be a token typed without its flag.
+    const message = (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+      ? 'unexpected argument: every value must follow its --flag'
+      : (err as Error).message;
+    throw new UsageError(`${message}\n  ${command.usage}`);
   }
 }
 
 function validate<S extends z.ZodType>(name: CommandName, schema: S, args: Record<string, string | undefined>): z.infer<S> {
   const result = schema.safeParse(args);
   if (!result.success) {
-    const problems = result.error.issues.map((i) => `--${i.path.join('.')}: ${i.code === 'invalid_type' ? 'is required' : i.message}`);
+    // A missing flag is an invalid_type; so is a given one that does not coerce (`--version abc`).
+    const problems = result.error.issues.map(
+      (i) => `--${i.path.join('.')}: ${i.code === 'invalid_type' && args[String(i.path[0])] === undefined ? 'is required' : i.message}`,
+    );
     throw new UsageError(`${problems.join('\n')}\n  ${commands[name].usage}`);
   }
   return result.data;

@@ -152,7 +152,7 @@ function topLevelPath(key: string): string {
  */
 function buildPaths(): string[] {
   const topLevel = [...SECRET_KEYS, ...SECRET_HEADERS, ...CONTENT_KEYS, ...Object.keys(PII_KEYS), ...WORKFLOW_ID_KEYS].map(topLevelPath);
-  return [...topLevel, 'err.name', 'sender.id', 'recipient.id', '*.*', '*.*.*', '*.*.*.*'];
+  return [...topLevel, 'err.name', 'error.name', 'sender.id', 'recipient.id', '*.*', '*.*.*', '*.*.*.*'];
 }
 
 export const REDACT_PATHS: readonly string[] = buildPaths();
@@ -174,7 +174,7 @@ export function censorFor(mode: PiiMode): Censor {
       const m = typeof value === 'string' ? CONVERSATION_WORKFLOW_ID.exec(value) : null;
       return m ? `${m[1]}${mode === 'masked' ? maskId(m[2]!) : REDACTED}` : value;
     }
-    if (key === 'name' && path[0] === 'err' && path.slice(1, -1).every((k) => k === 'cause')) return value;
+    if (key === 'name' && (path[0] === 'err' || path[0] === 'error') && path.slice(1, -1).every((k) => k === 'cause')) return value;
     const parent = path[path.length - 2];
     const mask = key === 'id' ? (typeof parent === 'string' && CUSTOMER_ID_PARENTS.has(parent.toLowerCase()) ? maskId : undefined) : MASKERS.get(key);
     if (!mask) return value;
@@ -192,22 +192,25 @@ export function censorFor(mode: PiiMode): Censor {
  *  - binary data (Buffer, typed arrays, ArrayBuffer) becomes `[binary: N bytes]`: raw bytes are
  *    never useful in a log line and may be key material;
  *  - objects with `toJSON` (URL, …) are replaced by what JSON.stringify would have written;
- *  - errors are left to the `err` serializer or JSON.stringify (own enumerable fields);
+ *  - errors, at any depth, become plain objects (`errorToLog`): redaction writes into the objects
+ *    it walks, and an error's read-only `name` made pino throw, inside the Temporal worker's
+ *    failure path, turning a non-retryable failure into a retryable TypeError;
  *  - strings lose URL credentials and bearer tokens (`scrubSecretsInText`).
  * The caller's objects are never modified (copy on write).
  */
-export function normalizeForLog(value: unknown, depth = 0, jsonDone = false): unknown {
+export function normalizeForLog(value: unknown, depth = 0, jsonDone = false, errorToLog: (err: Error) => unknown = errorSerializer(() => false)): unknown {
   if (typeof value === 'string') return scrubSecretsInText(value);
   if (value === null || typeof value !== 'object') return value;
   if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return `[binary: ${value.byteLength} bytes]`;
-  if (value instanceof Error || value instanceof Date) return value;
+  if (value instanceof Error) return errorToLog(value);
+  if (value instanceof Date) return value;
   const toJSON = (value as { toJSON?: unknown }).toJSON;
-  if (!jsonDone && typeof toJSON === 'function') return normalizeForLog(toJSON.call(value), depth, true);
+  if (!jsonDone && typeof toJSON === 'function') return normalizeForLog(toJSON.call(value), depth, true, errorToLog);
   if (depth >= REDACT_DEPTH) return value;
   if (Array.isArray(value)) {
     let copy: unknown[] | undefined;
     value.forEach((item, i) => {
-      const next = normalizeForLog(item, depth + 1);
+      const next = normalizeForLog(item, depth + 1, false, errorToLog);
       if (next !== item) (copy ??= value.slice())[i] = next;
     });
     return copy ?? value;
@@ -216,7 +219,7 @@ export function normalizeForLog(value: unknown, depth = 0, jsonDone = false): un
   const source = value as Record<string, unknown>;
   for (const key of Object.keys(source)) {
     const item = source[key];
-    const next = normalizeForLog(item, depth + 1);
+    const next = normalizeForLog(item, depth + 1, false, errorToLog);
     if (next !== item) (copy ??= { ...source })[key] = next;
   }
   return copy ?? value;
@@ -236,7 +239,7 @@ interface SerializedError {
  * values, HTTP errors carry request config). Stacks only outside production and while the logger
  * is at debug or trace.
  */
-export function errorSerializer(includeStack: () => boolean): (err: unknown) => unknown {
+export function errorSerializer(includeStack: () => boolean): (err: unknown) => SerializedError | unknown {
   const serialize = (err: unknown, depth: number): SerializedError | unknown => {
     if (err === null || typeof err !== 'object') return err;
     const e = err as Record<string, unknown>;
@@ -261,6 +264,7 @@ export function createLogger(name: string, level: string = process.env.LOG_LEVEL
   const production = process.env.NODE_ENV === 'production';
   let logger: Logger | undefined;
   const includeStack = () => !production && logger !== undefined && logger.isLevelEnabled('debug');
+  const errorToLog = errorSerializer(includeStack);
   // No pino `name` option: it would print a top-level `name`, which is a redacted customer-name
   // field. The process is identified by `service`.
   logger = pino(
@@ -269,8 +273,8 @@ export function createLogger(name: string, level: string = process.env.LOG_LEVEL
       redact: { paths: [...REDACT_PATHS], censor: censorFor(opts.pii ?? 'off') },
       serializers: { err: errorSerializer(includeStack) },
       formatters: {
-        log: (obj) => normalizeForLog(obj) as Record<string, unknown>,
-        bindings: (bindings) => normalizeForLog(bindings) as pino.Bindings,
+        log: (obj) => normalizeForLog(obj, 0, false, errorToLog) as Record<string, unknown>,
+        bindings: (bindings) => normalizeForLog(bindings, 0, false, errorToLog) as pino.Bindings,
       },
       // Message strings (`logger.info(\`GET ${url}\`)`) and `%s` arguments get the same scrub.
       hooks: {

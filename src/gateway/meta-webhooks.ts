@@ -79,7 +79,12 @@ export function metaWebhookRoutes(deps: WebhookDeps): Router {
     try {
       parsed = parseWebhookPayload(JSON.parse(raw.toString('utf8')));
     } catch (err) {
-      if (err instanceof SyntaxError) return sendError(ctx, 400, 'malformed_json', `request body is not valid JSON: ${err.message}`);
+      if (err instanceof SyntaxError) {
+        // V8's message quotes the input; name only the position so no body content is echoed.
+        const at = /position (\d+)/.exec(err.message)?.[1];
+        const where = /end of JSON input/.test(err.message) ? ' (unexpected end of input)' : at ? ` (error at byte ${at})` : '';
+        return sendError(ctx, 400, 'malformed_json', `request body is not valid JSON${where}`);
+      }
       if (err instanceof WebhookPayloadError) return sendError(ctx, 400, 'invalid_payload', err.message);
       throw err;
     }

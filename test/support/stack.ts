@@ -74,12 +74,21 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
   });
 }
 
+/** Every log line written by loggers a test asked to capture (see `captureLogs`). */
+export class LogCapture {
+  readonly lines: string[] = [];
+  readonly stream = { write: (line: string) => void this.lines.push(line) };
+}
+
 let runtimeInstalled = false;
-/** Quiet SDK logs in tests (one Runtime per process, installed before the first worker). */
+/** SDK (and workflow `log.*`) lines of this test process, whatever level they pass at. */
+export const sdkLogs = new LogCapture();
+
+/** Quiet SDK logs in tests (one Runtime per process, installed before the first worker); kept in `sdkLogs`. */
 export function installQuietRuntime(): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
-  installTemporalRuntime(createLogger('temporal', process.env.TEST_LOG_LEVEL ?? 'error'));
+  installTemporalRuntime(createLogger('temporal', process.env.TEST_LOG_LEVEL ?? 'warn', { destination: sdkLogs.stream }));
 }
 
 export interface TestStack {
@@ -99,11 +108,12 @@ export interface TestStack {
  * The whole path with real parts: Koa gateway → Temporal dev server → worker → PostgreSQL →
  * Graph API sandbox. Each call gets its own database and task queue.
  */
-export async function startTestStack(overrides: Record<string, string> = {}): Promise<TestStack> {
+export async function startTestStack(overrides: Record<string, string> = {}, logs?: LogCapture): Promise<TestStack> {
   const db = await createTestDatabase();
   const sandbox = await startGraphSandbox({ port: 0 });
   const config = testConfig({ DATABASE_URL: db.url, GRAPH_API_BASE: sandbox.url, INSTAGRAM_API_BASE: sandbox.url, ...overrides });
-  const logger = createLogger('test', 'silent');
+  // With a capture, log everything (debug) so a test can prove what never reaches a log line.
+  const logger = logs ? createLogger('test', 'debug', { destination: logs.stream }) : createLogger('test', 'silent');
   const keys = StaticKeyProvider.fromSpec(config.MASTER_KEYS);
   installQuietRuntime();
   const nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });

@@ -1,3 +1,4 @@
+import { ApplicationFailure } from '@temporalio/common';
 import { createLogger, REDACTED, type LoggerOptions } from '../../src/logger';
 import { maskEmail, maskId, maskName, maskPhone, maskText } from '../../src/pii';
 
@@ -272,5 +273,21 @@ describe('pii masks', () => {
     expect(maskId('123456')).toBe('***');
     // Masking a masked ID changes nothing (the logger may apply it twice to `sender.id`).
     expect(maskId(maskId('7234567890123456'))).toBe('***3456');
+  });
+});
+
+describe('logging never touches what it is given', () => {
+  it('logs a Temporal failure (read-only name) without throwing or changing it', () => {
+    // The worker logs failed activities with the error under `error`; a throw there turned a
+    // non-retryable failure into a retried TypeError.
+    const failure = ApplicationFailure.create({ message: 'boom', type: 'GraphAuthExpired', nonRetryable: true, details: [{ code: 190 }] });
+    const lines: string[] = [];
+    const logger = createLogger('t', 'debug', { destination: { write: (l: string) => void lines.push(l) } });
+    expect(() => logger.warn({ error: failure, nested: { err: new TypeError('inner') } }, 'Activity failed')).not.toThrow();
+    expect(failure.nonRetryable).toBe(true);
+    expect(failure).toBeInstanceOf(ApplicationFailure);
+    expect(Object.keys(failure)).toEqual(expect.arrayContaining(['type', 'nonRetryable', 'details']));
+    const line = JSON.parse(lines[0]!) as { error: { type: string; name: string; message: string } };
+    expect(line.error).toMatchObject({ type: 'GraphAuthExpired', name: 'ApplicationFailure', message: 'boom' });
   });
 });
