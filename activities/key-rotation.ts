@@ -1,4 +1,5 @@
-import { Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { UnknownKeyVersionError } from '../src/crypto/key-provider';
 import {
   countDataKeysToRewrap,
   dataKeysToRewrap,
@@ -33,7 +34,13 @@ export function createKeyRotationActivities({ pool, vault, logger }: Pick<Activi
       const target = vault.keys.activeVersion;
       let done = 0;
       for (const key of await dataKeysToRewrap(pool, target, input.batchSize)) {
-        if (await vault.rewrapDataKey(key.tenantId, key.version)) done += 1;
+        try {
+          if (await vault.rewrapDataKey(key.tenantId, key.version)) done += 1;
+        } catch (err) {
+          // Retrying cannot help: an operator removed a master key that still wraps data keys.
+          if (err instanceof UnknownKeyVersionError) throw ApplicationFailure.nonRetryable(`${err.message}; put it back in MASTER_KEYS and rerun the rotation`, 'MasterKeyMissing');
+          throw err;
+        }
         heartbeat(done);
       }
       const remaining = await countDataKeysToRewrap(pool, target);

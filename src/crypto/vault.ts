@@ -155,8 +155,10 @@ export class SecretVault {
   /** The tenant's current data key, created on first use (races settle on the primary key). */
   private async activeDataKey(tenantId: string, db: Queryable): Promise<{ version: number; key: Buffer }> {
     const { rows } = await db.query<DataKeyRow>(
+      // FOR SHARE: a data-key rotation (which supersedes this row) waits until the caller's
+      // transaction has committed the secret, so the re-encryption pass is sure to see it.
       `SELECT version, master_key_version, wrapped_key FROM tenant_data_keys
-       WHERE tenant_id = $1 AND superseded_at IS NULL ORDER BY version DESC LIMIT 1`,
+       WHERE tenant_id = $1 AND superseded_at IS NULL ORDER BY version DESC LIMIT 1 FOR SHARE`,
       [tenantId],
     );
     if (rows[0]) {
