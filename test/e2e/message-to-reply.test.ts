@@ -72,6 +72,9 @@ describe('webhook → Temporal → worker → Postgres → Send API', () => {
     expect(rows[1]!.mid).toMatch(/^m_/);
     expect(JSON.stringify(stack.sandbox.requests())).not.toContain(TOKEN);
     expect(call.tokenHash).toMatch(/^sha256:/);
+    // The decrypt that made this send possible is counted and attributed.
+    const decrypts = await stack.db.pool.query('SELECT purpose, count::int AS n FROM secret_decrypts WHERE tenant_id = $1', [tenantId]);
+    expect(decrypts.rows).toEqual([{ purpose: 'graph.send', n: 1 }]);
   });
 
   it('the same delivery three times in a row and three times at once → one reply', async () => {
