@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { resolveTemporalCli } from '../scripts/temporal-cli';
 import { devEnvFile, readEnvFile } from './config';
+import { ensureAppLoginRole, withCredentials } from './db/app-role';
 import { migrate } from './db/migrate';
 import { createPool } from './db/pool';
 import { devServerSearchAttributeArgs } from './temporal/search-attributes';
@@ -18,6 +19,8 @@ import { devServerSearchAttributeArgs } from './temporal/search-attributes';
 const ROOT = path.resolve(__dirname, '..');
 const DATA = path.join(ROOT, '.data');
 const say = (line: string) => process.stdout.write(`[switchboard] ${line}\n`);
+/** The login role the gateway and worker use (member of switchboard_app: owns nothing). */
+const APP_DB_USER = 'switchboard_app_user';
 let shutdownHook: ((code: number) => Promise<void>) | undefined;
 
 /** Development secrets: generated once, kept in .data/dev.env (git-ignored), never used in production. */
@@ -35,6 +38,7 @@ function loadDevSecrets(): Record<string, string> {
   ensure('MASTER_KEYS', () => `1:${randomBytes(32).toString('base64')}`);
   ensure('CODEC_AUTH_TOKEN', () => randomBytes(24).toString('base64url'));
   ensure('EMBEDDED_PG_PASSWORD', () => randomBytes(16).toString('hex'));
+  ensure('APP_DB_PASSWORD', () => randomBytes(16).toString('hex'));
   if (generated.length > 0) {
     process.stderr.write(
       `\n  !!! DEVELOPMENT KEYS GENERATED: ${generated.join(', ')}\n` +
@@ -107,21 +111,26 @@ async function main(): Promise<void> {
     return proc;
   };
 
-  // PostgreSQL
-  let databaseUrl = process.env.DATABASE_URL;
+  // PostgreSQL: migrations run as the owner; the gateway and worker connect as the app role.
+  let ownerUrl = process.env.MIGRATION_DATABASE_URL ?? process.env.DATABASE_URL;
   const tsx = ['--import', 'tsx'];
-  if (!databaseUrl) {
+  if (!ownerUrl) {
     const pg = startChild('postgres', process.execPath, [...tsx, 'src/dev/embedded-postgres.ts'], {
       ...process.env,
       EMBEDDED_PG_DIR: path.join(DATA, 'postgres'),
       EMBEDDED_PG_PORT: process.env.EMBEDDED_PG_PORT ?? '54329',
       EMBEDDED_PG_PASSWORD: env.EMBEDDED_PG_PASSWORD,
     }, true);
-    databaseUrl = await new Promise<string>((resolve) => pg.once('message', (m: { url: string }) => resolve(m.url)));
+    ownerUrl = await new Promise<string>((resolve) => pg.once('message', (m: { url: string }) => resolve(m.url)));
   }
-  const pool = createPool(databaseUrl, 2);
-  const applied = await migrate(pool);
-  await pool.end();
+  const ownerPool = createPool(ownerUrl, 2);
+  const applied = await migrate(ownerPool);
+  let databaseUrl = process.env.DATABASE_URL;
+  if (!databaseUrl || process.env.MIGRATION_DATABASE_URL === undefined) {
+    await ensureAppLoginRole(ownerPool, APP_DB_USER, env.APP_DB_PASSWORD!);
+    databaseUrl = withCredentials(ownerUrl, APP_DB_USER, env.APP_DB_PASSWORD!);
+  }
+  await ownerPool.end();
   say(`database ready (${applied.length ? `applied ${applied.join(', ')}` : 'schema up to date'})`);
 
   // Temporal dev server
@@ -157,7 +166,7 @@ async function main(): Promise<void> {
     });
   }
 
-  const { EMBEDDED_PG_PASSWORD: _pw, ...appSecrets } = env;
+  const { EMBEDDED_PG_PASSWORD: _pw, APP_DB_PASSWORD: _apw, ...appSecrets } = env;
   const appEnv: Record<string, string> = {
     ...appSecrets,
     DATABASE_URL: databaseUrl,
@@ -169,7 +178,7 @@ async function main(): Promise<void> {
   // The CLI and the benchmark read this file to reach the same stack.
   writeDevEnv({ ...env, ...appEnv });
 
-  const childEnv = { ...appEnv, ...process.env, ...(!process.env.DATABASE_URL && { DATABASE_URL: databaseUrl }) };
+  const childEnv = { ...process.env, ...appEnv };
   startChild('worker', process.execPath, [...tsx, 'src/worker.ts'], childEnv);
   startChild('gateway', process.execPath, [...tsx, 'src/gateway.ts'], childEnv);
   await waitFor('gateway', async () => {

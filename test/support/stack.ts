@@ -6,6 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { Client as PgClient } from 'pg';
 import { parseConfig, type Config } from '../../src/config';
+import { ensureAppLoginRole, withCredentials } from '../../src/db/app-role';
 import { migrate } from '../../src/db/migrate';
 import { createPool, type Pool } from '../../src/db/pool';
 import { createGatewayApp } from '../../src/gateway/app';
@@ -28,12 +29,19 @@ function required(name: string): string {
 }
 
 export interface TestDatabase {
+  /** The application role's URL (what the gateway, worker and CLI use): owns nothing. */
   url: string;
   pool: Pool;
+  /** The schema owner's URL and pool (migrations; tests that must act as an attacker with DDL rights). */
+  ownerUrl: string;
+  ownerPool: Pool;
   drop(): Promise<void>;
 }
 
-/** A fresh, migrated database in the run's embedded PostgreSQL. */
+export const TEST_APP_DB_USER = 'sb_test_app';
+const TEST_APP_DB_PASSWORD = 'sb-test-app-password';
+
+/** A fresh database in the run's embedded PostgreSQL, migrated by its owner, used as the app role. */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const admin = required('TEST_PG_ADMIN_URL');
   const name = `sb_test_${randomBytes(6).toString('hex')}`;
@@ -41,14 +49,20 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   await client.connect();
   await client.query(`CREATE DATABASE ${name}`);
   await client.end();
-  const url = admin.replace(/\/postgres$/, `/${name}`);
+  const ownerUrl = admin.replace(/\/postgres$/, `/${name}`);
+  const ownerPool = createPool(ownerUrl, 4);
+  await migrate(ownerPool);
+  await ensureAppLoginRole(ownerPool, TEST_APP_DB_USER, TEST_APP_DB_PASSWORD);
+  const url = withCredentials(ownerUrl, TEST_APP_DB_USER, TEST_APP_DB_PASSWORD);
   const pool = createPool(url, 10);
-  await migrate(pool);
   return {
     url,
     pool,
+    ownerUrl,
+    ownerPool,
     async drop() {
       await pool.end();
+      await ownerPool.end();
       const c = new PgClient({ connectionString: admin });
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
