@@ -1,0 +1,49 @@
+/**
+ * The audit trail's vocabulary, shared by everything that records security events
+ * (gateway, activities, CLI, workflows via activities). Implementation: src/audit/log.ts.
+ */
+
+export type AuditActorType = 'system' | 'operator' | 'tenant_user' | 'meta' | 'api_key';
+
+export type AuditAction =
+  | 'webhook.signature_rejected'
+  | 'webhook.unrouted'
+  | 'token.stored'
+  | 'token.decrypted'
+  | 'token.refreshed'
+  | 'channel.reauth_required'
+  | 'auth.login'
+  | 'auth.denied'
+  | 'codec.decode'
+  | 'codec.encode'
+  | 'tenant.created'
+  | 'tenant.deleted'
+  | 'key.rotated'
+  | 'key.retired'
+  | 'retention.purged'
+  | 'audit.verification_failed'
+  | 'cli.command';
+
+export interface AuditEventInput {
+  /** Null for platform events (they go to the platform chain). */
+  tenantId: string | null;
+  actor: { type: AuditActorType; id?: string };
+  action: AuditAction;
+  /** What was acted on, e.g. `channel:<uuid>`, `tenant:<uuid>`, `master_key:2`. */
+  resource?: string;
+  outcome: 'success' | 'failure';
+  /** Why it failed (or a short qualifier); never PII. */
+  reason?: string;
+  ip?: string;
+  userAgent?: string;
+  requestId?: string;
+  /** Extra facts; masked for PII by the log before it is stored and hashed. */
+  details?: Record<string, unknown>;
+  /** Set by default to the current time; hashed, so it is fixed at append. */
+  occurredAt?: Date;
+}
+
+/** `platform` for platform events, else the tenant id. */
+export function auditChainId(tenantId: string | null): string {
+  return tenantId ?? 'platform';
+}
