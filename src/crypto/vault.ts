@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
 import { DecryptionError, gcmOpen, gcmSeal, NONCE_BYTES, TAG_BYTES } from './aead';
+import { withTransaction } from '../db/pool';
 import type { KeyProvider } from './key-provider';
 
 /**
@@ -231,22 +232,14 @@ export class SecretVault {
 
   /** Starts a new data key version for the tenant; existing secrets keep decrypting with the old one. */
   async rotateDataKey(tenantId: string): Promise<number> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return withTransaction(this.pool, async (client) => {
       // Serialize rotations of one tenant; other tenants are unaffected.
       await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`dek:${tenantId}`]);
       const { rows } = await client.query<{ max: number | null }>('SELECT max(version) AS max FROM tenant_data_keys WHERE tenant_id = $1', [tenantId]);
       const next = (rows[0]?.max ?? 0) + 1;
       await client.query('UPDATE tenant_data_keys SET superseded_at = now() WHERE tenant_id = $1 AND superseded_at IS NULL', [tenantId]);
       await this.createDataKey(tenantId, next, client);
-      await client.query('COMMIT');
       return next;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 }

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { Logger } from '../logger';
 import { constantTimeEqual } from '../meta/signature';
 import { sendError } from './errors';
-import { BodyTooLargeError, readRawBody } from './raw-body';
+import { readBodyOr413, readRawBody } from './raw-body';
 
 /**
  * The Temporal UI's remote codec protocol (`POST /codec/decode`, `POST /codec/encode`, body
@@ -74,19 +74,20 @@ export function codecRoutes({ codec, authToken, corsOrigins, logger }: CodecRout
         ctx.set('www-authenticate', 'Bearer realm="switchboard-codec"');
         return sendError(ctx, 401, 'unauthenticated', authToken ? 'a valid operator credential is required' : 'the codec endpoint is disabled: CODEC_AUTH_TOKEN is not set');
       }
-      let raw: Buffer;
+      const raw = await readBodyOr413(ctx, MAX_CODEC_BODY_BYTES, 'codec body');
+      if (!raw) return;
+      let json: unknown;
       try {
-        raw = await readRawBody(ctx, MAX_CODEC_BODY_BYTES);
-      } catch (err) {
-        if (err instanceof BodyTooLargeError) return sendError(ctx, 413, 'payload_too_large', `codec body exceeds ${MAX_CODEC_BODY_BYTES} bytes`);
-        throw err;
+        json = JSON.parse(raw.toString('utf8'));
+      } catch {
+        return sendError(ctx, 400, 'invalid_payloads', 'body is not valid JSON');
       }
-      let body: z.infer<typeof payloadsSchema>;
-      try {
-        body = payloadsSchema.parse(JSON.parse(raw.toString('utf8')));
-      } catch (err) {
-        return sendError(ctx, 400, 'invalid_payloads', `body must be {"payloads":[{"metadata":{…base64},"data":base64}]}: ${(err as Error).message.slice(0, 200)}`);
+      const parsed = payloadsSchema.safeParse(json);
+      if (!parsed.success) {
+        const where = parsed.error.issues.map((i) => i.path.join('.') || '(root)').slice(0, 3).join(', ');
+        return sendError(ctx, 400, 'invalid_payloads', `body must be {"payloads":[{"metadata":{…base64},"data":base64}]}; wrong at: ${where}`);
       }
+      const body = parsed.data;
       const payloads = body.payloads.map((p) => ({
         metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
         data: Buffer.from(p.data ?? '', 'base64'),

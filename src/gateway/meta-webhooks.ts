@@ -11,7 +11,7 @@ import type { InboundEvent, ParsedWebhook } from '../shared/types';
 import { withTemporalDeadline } from '../temporal/client';
 import { dispatchToConversation } from './conversation-dispatch';
 import { sendError } from './errors';
-import { BodyTooLargeError, readRawBody } from './raw-body';
+import { readBodyOr413 } from './raw-body';
 
 export const MAX_WEBHOOK_BODY_BYTES = 1024 * 1024;
 
@@ -59,13 +59,8 @@ export function metaWebhookRoutes(deps: WebhookDeps): Router {
   });
 
   router.post('/webhooks/meta', async (ctx) => {
-    let raw: Buffer;
-    try {
-      raw = await readRawBody(ctx, MAX_WEBHOOK_BODY_BYTES);
-    } catch (err) {
-      if (err instanceof BodyTooLargeError) return sendError(ctx, 413, 'payload_too_large', `webhook body exceeds ${MAX_WEBHOOK_BODY_BYTES} bytes`);
-      throw err;
-    }
+    const raw = await readBodyOr413(ctx, MAX_WEBHOOK_BODY_BYTES, 'webhook body');
+    if (!raw) return;
     if (!ctx.is('application/json')) {
       return sendError(ctx, 415, 'unsupported_media_type', 'Content-Type must be application/json');
     }

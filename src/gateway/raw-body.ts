@@ -1,4 +1,5 @@
 import type { Context } from 'koa';
+import { sendError } from './errors';
 
 export class BodyTooLargeError extends Error {
   constructor(readonly limit: number) {
@@ -28,4 +29,15 @@ export async function readRawBody(ctx: Context, limit: number): Promise<Buffer> 
     chunks.push(buf);
   }
   return Buffer.concat(chunks, size);
+}
+
+/** Reads the body, or answers 413 naming what was too large and returns undefined. */
+export async function readBodyOr413(ctx: Context, limit: number, what: string): Promise<Buffer | undefined> {
+  try {
+    return await readRawBody(ctx, limit);
+  } catch (err) {
+    if (!(err instanceof BodyTooLargeError)) throw err;
+    sendError(ctx, 413, 'payload_too_large', `${what} exceeds ${limit} bytes`);
+    return undefined;
+  }
 }
