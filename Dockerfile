@@ -32,6 +32,8 @@ COPY --from=build /app/dist ./dist
 # src/db/migrate.ts finds migrations/ beside package.json.
 COPY migrations ./migrations
 # Files stay root-owned and read-only to the app; the worker bundles its workflows in memory.
+# The one writable place: the audit checkpoint copies (a volume in docker-compose.yml).
+RUN mkdir -p /var/lib/switchboard/audit-checkpoints && chown node:node /var/lib/switchboard/audit-checkpoints
 USER node
 EXPOSE 3000
 CMD ["node", "dist/src/gateway.js"]

@@ -3,6 +3,8 @@ import type { ReplyEngine } from '../src/ai/reply-engine';
 import type { SecretVault } from '../src/crypto/vault';
 import type { Logger } from '../src/logger';
 import type { GraphClient } from '../src/meta/graph-client';
+import { createAuditActivities } from './audit';
+import { createAuditRetentionActivities, type AuditRuntime } from './audit-retention';
 import { createConversationActivities } from './conversation-store';
 import { createGraphActivities } from './graph';
 import { createKeyRotationActivities } from './key-rotation';
@@ -13,6 +15,8 @@ export interface ActivityDeps {
   graph: GraphClient;
   replyEngine: ReplyEngine;
   logger: Logger;
+  /** Audit signer/keyring/checkpoint dir (retention seals epoch boundaries; verification). */
+  audit?: AuditRuntime;
 }
 
 /** Every activity the worker registers, bound to its dependencies (no module-level state). */
@@ -21,6 +25,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createConversationActivities(deps),
     ...createGraphActivities(deps),
     ...createKeyRotationActivities(deps),
+    ...createAuditActivities(deps),
+    ...createAuditRetentionActivities(deps),
   };
 }
 

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { appendAuditEvent } from '../src/audit/log';
 import { UnknownKeyVersionError } from '../src/crypto/key-provider';
 import {
   countDataKeysToRewrap,
@@ -20,7 +22,39 @@ export interface BatchResult {
  * a batch cut short by a worker crash is simply redone by the next attempt. Heartbeats report
  * progress and let Temporal notice a dead worker quickly.
  */
+/**
+ * The idempotency key of this activity's audit event: workflow id + run id + activity id (stable
+ * across retries of the same activity, distinct across continue-as-new runs). None outside Temporal.
+ */
+function activityAuditKey(step: string): string | undefined {
+  try {
+    const info = Context.current().info;
+    const wf = info.workflowExecution;
+    if (!wf) return undefined;
+    const id = `${wf.workflowId}:${wf.runId}:${info.activityId}`;
+    return `wf:${id.length > 150 ? `sha256-${createHash('sha256').update(id).digest('hex')}` : id}:${step}`;
+  } catch {
+    return undefined;
+  }
+}
+
 export function createKeyRotationActivities({ pool, vault, logger }: Pick<ActivityDeps, 'pool' | 'vault' | 'logger'>) {
+  /** `key.rotated` on the platform chain after each batch; an audit failure is logged (the batch is done and idempotent). */
+  const audit = async (step: string, result: { done: number; remaining: number }) => {
+    await appendAuditEvent(
+      pool,
+      {
+        tenantId: null,
+        actor: { type: 'system', id: 'key-rotation' },
+        action: 'key.rotated',
+        resource: `master_key:${vault.keys.activeVersion}`,
+        outcome: 'success',
+        details: { step, done: result.done, remaining: result.remaining, masterKeyVersion: vault.keys.activeVersion },
+      },
+      { idempotencyKey: activityAuditKey(step) },
+    ).catch((err: unknown) => logger.error({ err: { name: (err as Error).name, message: (err as Error).message }, step }, 'audit append failed'));
+  };
+
   const heartbeat = (done: number) => {
     try {
       Context.current().heartbeat({ done });
@@ -45,6 +79,7 @@ export function createKeyRotationActivities({ pool, vault, logger }: Pick<Activi
       }
       const remaining = await countDataKeysToRewrap(pool, target);
       logger.info({ rewrapped: done, remaining, masterKeyVersion: target }, 'key rotation: data keys rewrapped');
+      await audit('rewrap_data_keys', { done, remaining });
       return { done, remaining };
     },
 
@@ -60,6 +95,7 @@ export function createKeyRotationActivities({ pool, vault, logger }: Pick<Activi
       }
       const remaining = (await tenantsWithDataKeyOlderThan(pool, before, 1)).length;
       logger.info({ rotated: done, more: remaining > 0 }, 'key rotation: data keys rotated');
+      await audit('rotate_data_keys', { done, remaining });
       return { done, remaining };
     },
 
@@ -67,12 +103,14 @@ export function createKeyRotationActivities({ pool, vault, logger }: Pick<Activi
       let n = 0;
       const { reencrypted, remaining } = await reencryptStaleSecrets(pool, vault, input.batchSize, () => heartbeat(++n));
       logger.info({ reencrypted, remaining }, 'key rotation: secrets re-encrypted');
+      await audit('reencrypt_secrets', { done: reencrypted, remaining });
       return { done: reencrypted, remaining };
     },
 
     async destroyUnusedDataKeys(): Promise<{ destroyed: number }> {
       const destroyed = await destroyUnusedSupersededKeys(pool);
       logger.info({ destroyed }, 'key rotation: superseded data keys destroyed');
+      await audit('destroy_unused_data_keys', { done: destroyed, remaining: 0 });
       return { destroyed };
     },
   };

@@ -1,6 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { auditSettings } from './audit/checkpoints';
+import { exportAuditChain } from './audit/export';
+import { appendAuditEvent } from './audit/log';
+import { formatAuditReport, verifyAuditLog, type AuditVerifyReport } from './audit/verify';
 import { ConfigError, loadConfig, type Config } from './config';
 import { StaticKeyProvider } from './crypto/key-provider';
 import { SecretVault } from './crypto/vault';
@@ -13,11 +17,31 @@ import { createTemporalClient } from './temporal/client';
 import { createDataConverter } from './temporal/payload-codec';
 import type { KeyRotationInput } from '../workflows/key-rotation';
 
-/** Operator CLI: `npm run cli -- <command> [--flags]`. Output is JSON on stdout; usage errors exit 2. */
+/**
+ * Operator CLI: `npm run cli -- <command> [--flags]`. Output is JSON on stdout; usage errors exit 2.
+ * Exceptions: `audit:verify` prints a readable report (JSON with `--json yes`) and exits 3 when the
+ * audit log is broken; `audit:export` without `--out` prints the JSON Lines export itself.
+ */
 
 class UsageError extends Error {}
 
+/** A command's own stdout text and exit code (instead of the default JSON and 0). */
+class CliOutput {
+  constructor(
+    readonly text: string,
+    readonly exitCode: number,
+  ) {}
+}
+
 const uuid = z.uuid('must be a UUID');
+const chainTenant = z
+  .string()
+  .refine((v) => v === 'platform' || z.uuid().safeParse(v).success, 'must be a tenant UUID (or platform, for platform events)')
+  .transform((v) => v.toLowerCase());
+const isoTime = z
+  .string()
+  .refine((v) => /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(v) && !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 date or time, e.g. 2025-01-31 or 2025-01-31T12:00:00Z')
+  .transform((v) => new Date(v));
 const commands = {
   'tenants:create': {
     usage: 'tenants:create --name NAME',
@@ -63,6 +87,20 @@ const commands = {
   'keys:retire': {
     usage: 'keys:retire --version N   (refused while any data key is still wrapped by it)',
     schema: z.object({ version: z.coerce.number().int().min(1) }),
+  },
+  'audit:verify': {
+    usage: 'audit:verify [--tenant ID|platform] [--json yes]   (recompute the audit chains, check the signed checkpoints; exit 3 if broken)',
+    schema: z.object({
+      tenant: chainTenant.optional(),
+      json: z.enum(['yes', 'no'], 'must be yes or no').default('no'),
+    }),
+  },
+  'audit:export': {
+    usage: 'audit:export --tenant ID|platform --from ISO --to ISO [--out FILE]   (JSON Lines with the chain proofs, for auditors)',
+    schema: z
+      .object({ tenant: chainTenant, from: isoTime, to: isoTime, out: z.string().min(1).optional() })
+      // Zod still runs this when a date above failed to parse (the value is then the raw string).
+      .refine((a) => !(a.from instanceof Date && a.to instanceof Date) || a.from.getTime() < a.to.getTime(), { message: 'must be after --from', path: ['to'] }),
   },
 } as const;
 
@@ -147,10 +185,56 @@ async function run(argv: string[]): Promise<unknown> {
         if (!(await tenantExists(pool, a.tenant))) throw new UsageError(`--tenant: no tenant ${a.tenant}`);
         return await addProduct(pool, a.tenant, a);
       }
+      case 'audit:verify': {
+        const a = validate(name, commands[name].schema, args);
+        const { keyring, dir } = auditSettings(config);
+        const report = await verifyAuditLog(pool, { keyring, dir, tenantId: a.tenant });
+        if (!report.ok) await recordVerificationFailure(pool, report);
+        return new CliOutput(a.json === 'yes' ? `${JSON.stringify(report)}\n` : formatAuditReport(report), report.ok ? 0 : 3);
+      }
+      case 'audit:export': {
+        const a = validate(name, commands[name].schema, args);
+        const { keyring, dir, signer } = auditSettings(config);
+        // To a file (then a summary on stdout), or the export itself on stdout.
+        const fd = a.out ? openSync(a.out, 'w', 0o600) : 1;
+        try {
+          const summary = await exportAuditChain(pool, (line) => void writeAll(fd, `${line}\n`), { tenantId: a.tenant, from: a.from, to: a.to, keyring, signer, dir });
+          return a.out ? { out: a.out, ...summary } : new CliOutput('', 0);
+        } finally {
+          if (a.out) closeSync(fd);
+        }
+      }
     }
   } finally {
     await pool.end();
   }
+}
+
+function writeAll(fd: number, text: string): void {
+  const buf = Buffer.from(text, 'utf8');
+  for (let off = 0; off < buf.length; ) {
+    try {
+      off += writeSync(fd, buf, off);
+    } catch (err) {
+      // A non-blocking stdout pipe that is full: wait for the reader.
+      if ((err as { code?: string }).code !== 'EAGAIN') throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+  }
+}
+
+/** A failed verification is itself an audit event (platform chain); never fails the command. */
+async function recordVerificationFailure(pool: ReturnType<typeof createPool>, report: AuditVerifyReport): Promise<void> {
+  const broken = report.chains.filter((c) => !c.ok);
+  await appendAuditEvent(pool, {
+    tenantId: null,
+    actor: { type: 'operator', id: 'cli' },
+    action: 'audit.verification_failed',
+    resource: report.scope === 'all chains' ? 'audit_log' : `audit_chain:${report.scope}`,
+    outcome: 'failure',
+    reason: `${broken.length} broken chain(s)`,
+    details: { firstBad: broken.slice(0, 20).map((c) => ({ chainId: c.chainId, seq: c.firstBad?.seq ?? null, kind: c.firstBad?.kind ?? null })) },
+  }).catch(() => undefined);
 }
 
 function keys(config: Config): StaticKeyProvider {
@@ -179,6 +263,11 @@ async function startKeyRotation(config: Config, input: KeyRotationInput, wait: b
 
 run(process.argv.slice(2)).then(
   (result) => {
+    if (result instanceof CliOutput) {
+      if (result.text) writeAll(1, result.text);
+      process.exitCode = result.exitCode;
+      return;
+    }
     process.stdout.write(`${JSON.stringify(result)}\n`);
   },
   (err: unknown) => {

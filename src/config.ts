@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseAuditPublicKeys, parseAuditSigningKey } from './audit/keys';
 import { parseMasterKeys } from './crypto/key-provider';
 
 /**
@@ -11,6 +12,22 @@ import { parseMasterKeys } from './crypto/key-provider';
 
 const masterKeys = z.string().superRefine((spec, ctx) => {
   for (const problem of parseMasterKeys(spec).problems) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+const auditSigningKey = z.string().superRefine((spec, ctx) => {
+  try {
+    parseAuditSigningKey(spec);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
+
+const auditPublicKeys = z.string().superRefine((spec, ctx) => {
+  try {
+    parseAuditPublicKeys(spec);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
 });
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -67,7 +84,26 @@ export const configSchema = z.object({
 
   /** A conversation run with no event for this long completes; the next message starts a new run. */
   CONVERSATION_IDLE_TIMEOUT_MS: positiveMs.default(30 * 60_000),
+
+  /**
+   * Audit trail (docs/security.md, "Audit trail"): the Ed25519 key that signs checkpoints of the
+   * hash chains — base64 of a 32-byte seed or of a PKCS#8 DER, or a PEM; never stored in the
+   * database. Required in production (with AUDIT_CHECKPOINT_DIR); elsewhere unset means no
+   * checkpoints (a truncated tail of the log would go unnoticed).
+   */
+  AUDIT_SIGNING_KEY: auditSigningKey.optional(),
+  /** Public keys of earlier signing keys (comma-separated), so checkpoints they signed still verify. */
+  AUDIT_PREVIOUS_PUBLIC_KEYS: auditPublicKeys.optional(),
+  /** Where each chain's checkpoints are also appended (`<dir>/<chainId>.jsonl`): outside the database, shared by every worker. */
+  AUDIT_CHECKPOINT_DIR: z.string().min(1).optional(),
+  /** A chain gets a checkpoint after this many events… */
+  AUDIT_CHECKPOINT_EVERY_EVENTS: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  /** …or this long after its last checkpoint, if it has new events. */
+  AUDIT_CHECKPOINT_EVERY_MS: positiveMs.default(5 * 60_000),
 });
+
+/** Optional in development and tests, required with NODE_ENV=production. */
+const REQUIRED_IN_PRODUCTION = ['AUDIT_SIGNING_KEY', 'AUDIT_CHECKPOINT_DIR'] as const;
 
 export type Config = z.infer<typeof configSchema>;
 
@@ -82,13 +118,16 @@ export class ConfigError extends Error {
 export function parseConfig(env: Record<string, string | undefined>): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const result = configSchema.safeParse(cleaned);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
+  // Checked beside the schema so they are reported together with every other problem.
+  const production = cleaned.NODE_ENV === 'production';
+  const missing = production ? REQUIRED_IN_PRODUCTION.filter((name) => cleaned[name] === undefined).map((name) => `${name}: is required in production`) : [];
+  if (result.success && missing.length === 0) return result.data;
+  const problems = (result.success ? [] : result.error.issues).map((issue) => {
     const name = issue.path.join('.') || '(environment)';
     const message = issue.code === 'invalid_type' && cleaned[name] === undefined ? 'is required' : issue.message;
     return `${name}: ${message}`;
   });
-  throw new ConfigError(problems);
+  throw new ConfigError([...problems, ...missing]);
 }
 
 /**

@@ -37,6 +37,9 @@ function loadDevSecrets(): Record<string, string> {
   ensure('META_VERIFY_TOKEN', () => randomBytes(16).toString('hex'));
   ensure('MASTER_KEYS', () => `1:${randomBytes(32).toString('base64')}`);
   ensure('CODEC_AUTH_TOKEN', () => randomBytes(24).toString('base64url'));
+  // Audit checkpoints: signed with an Ed25519 seed, appended to files beside the embedded database.
+  ensure('AUDIT_SIGNING_KEY', () => randomBytes(32).toString('base64'));
+  if (!process.env.AUDIT_CHECKPOINT_DIR && !env.AUDIT_CHECKPOINT_DIR) env.AUDIT_CHECKPOINT_DIR = path.join(DATA, 'audit-checkpoints');
   ensure('EMBEDDED_PG_PASSWORD', () => randomBytes(16).toString('hex'));
   ensure('APP_DB_PASSWORD', () => randomBytes(16).toString('hex'));
   if (generated.length > 0) {

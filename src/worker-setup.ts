@@ -2,6 +2,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import type { Pool } from 'pg';
 import { createActivities } from '../activities';
 import { CatalogReplyEngine } from './ai/catalog-engine';
+import { auditSettings } from './audit/checkpoints';
 import type { Config } from './config';
 import type { KeyProvider } from './crypto/key-provider';
 import { SecretVault } from './crypto/vault';
@@ -10,7 +11,8 @@ import { GraphClient } from './meta/graph-client';
 import { createDataConverter } from './temporal/payload-codec';
 
 export interface WorkerSetup {
-  config: Pick<Config, 'TEMPORAL_NAMESPACE' | 'TEMPORAL_TASK_QUEUE' | 'DATA_KEY_CACHE_TTL_MS' | 'GRAPH_API_BASE' | 'INSTAGRAM_API_BASE' | 'GRAPH_API_VERSION' | 'GRAPH_API_TIMEOUT_MS'>;
+  config: Pick<Config, 'TEMPORAL_NAMESPACE' | 'TEMPORAL_TASK_QUEUE' | 'DATA_KEY_CACHE_TTL_MS' | 'GRAPH_API_BASE' | 'INSTAGRAM_API_BASE' | 'GRAPH_API_VERSION' | 'GRAPH_API_TIMEOUT_MS'> &
+    Partial<Pick<Config, 'AUDIT_SIGNING_KEY' | 'AUDIT_PREVIOUS_PUBLIC_KEYS' | 'AUDIT_CHECKPOINT_DIR' | 'AUDIT_CHECKPOINT_EVERY_EVENTS' | 'AUDIT_CHECKPOINT_EVERY_MS'>>;
   connection: NativeConnection;
   pool: Pool;
   keys: KeyProvider;
@@ -21,7 +23,15 @@ export interface WorkerSetup {
 
 /** The one worker: every workflow and activity, wired to real dependencies. */
 export async function createSwitchboardWorker({ config, connection, pool, keys, logger, workflowBundle }: WorkerSetup): Promise<Worker> {
+  const { signer, keyring, dir } = auditSettings({
+    AUDIT_SIGNING_KEY: config.AUDIT_SIGNING_KEY,
+    AUDIT_PREVIOUS_PUBLIC_KEYS: config.AUDIT_PREVIOUS_PUBLIC_KEYS,
+    AUDIT_CHECKPOINT_DIR: config.AUDIT_CHECKPOINT_DIR,
+    AUDIT_CHECKPOINT_EVERY_EVENTS: config.AUDIT_CHECKPOINT_EVERY_EVENTS ?? 1000,
+    AUDIT_CHECKPOINT_EVERY_MS: config.AUDIT_CHECKPOINT_EVERY_MS ?? 300_000,
+  });
   const activities = createActivities({
+    audit: { signer, keyring, dir },
     pool,
     logger,
     vault: new SecretVault(pool, keys, { cacheTtlMs: config.DATA_KEY_CACHE_TTL_MS }),

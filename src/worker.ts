@@ -1,9 +1,12 @@
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig } from './config';
 import { StaticKeyProvider } from './crypto/key-provider';
 import { createPool } from './db/pool';
 import { createLogger } from './logger';
+import { createDataConverter } from './temporal/payload-codec';
 import { installTemporalRuntime } from './temporal/runtime';
+import { ensureAuditRetentionSchedule } from './temporal/schedules';
 import { createSwitchboardWorker } from './worker-setup';
 
 async function connectWithRetry(address: string, attempts = 30): Promise<NativeConnection> {
@@ -23,7 +26,17 @@ async function main(): Promise<void> {
   installTemporalRuntime(logger);
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
   const connection = await connectWithRetry(config.TEMPORAL_ADDRESS);
-  const worker = await createSwitchboardWorker({ config, connection, pool, logger, keys: StaticKeyProvider.fromSpec(config.MASTER_KEYS) });
+  const keys = StaticKeyProvider.fromSpec(config.MASTER_KEYS);
+  const worker = await createSwitchboardWorker({ config, connection, pool, logger, keys });
+  // The daily audit retention run (purge expired sealed epochs, then verify): created or updated, never duplicated.
+  const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  try {
+    const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: await createDataConverter(keys) });
+    const schedule = await ensureAuditRetentionSchedule(client, { taskQueue: config.TEMPORAL_TASK_QUEUE });
+    logger.info(schedule, 'audit retention schedule ensured');
+  } finally {
+    await clientConnection.close();
+  }
   logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE }, 'worker started');
   // The SDK shuts the worker down gracefully on SIGINT/SIGTERM; run() resolves once it drained.
   await worker.run();

@@ -1,2 +1,3 @@
 export { conversationWorkflow } from './conversation';
 export { keyRotationWorkflow } from './key-rotation';
+export { auditRetentionWorkflow } from './audit-retention';

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
-import type { SecretLocation, SecretVault } from '../crypto/vault';
+import { appendAuditEvent } from '../audit/log';
+import type { AuditEventInput } from '../audit/types';
+import type { Queryable, SecretLocation, SecretVault } from '../crypto/vault';
 import type { Platform } from '../shared/types';
 import { withTransaction } from './pool';
 
@@ -29,17 +31,24 @@ export class ChannelConflictError extends Error {
 
 const tokenLocation = (tenantId: string, channelId: string): SecretLocation => ({ tenantId, table: 'channels', column: 'access_token', rowId: channelId });
 
+/** Who did it, for the audit trail (default: the platform itself). */
+export type AuditActor = AuditEventInput['actor'];
+const SYSTEM: AuditActor = { type: 'system', id: 'switchboard' };
+
 /** Why a token was decrypted: every decrypt is counted per tenant and purpose (secret_decrypts). */
 export type TokenPurpose = 'graph.send' | 'graph.subscribe' | 'graph.refresh' | 'graph.validate';
 
 /**
  * Stores a channel with its token encrypted. Connecting an account the same tenant already owns
  * replaces the token and reactivates it (a reconnect); another tenant's account is refused.
+ * The `token.stored` audit event is appended in the same transaction: a token stored without its
+ * audit row is impossible.
  */
 export async function connectChannel(
   pool: Pool,
   vault: SecretVault,
   input: { tenantId: string; platform: Platform; accountId: string; accessToken: string; graphApi?: GraphApi },
+  opts: { actor?: AuditActor; requestId?: string; ip?: string } = {},
 ): Promise<{ id: string }> {
   // Messenger channels always use a Page token; Instagram defaults to Instagram Login.
   const graphApi = input.graphApi ?? (input.platform === 'messenger' ? 'facebook' : 'instagram');
@@ -61,6 +70,16 @@ export async function connectChannel(
          status = 'active', status_reason = NULL, status_changed_at = now()`,
       [id, input.tenantId, input.platform, input.accountId, graphApi, sealed.blob, sealed.keyVersion],
     );
+    await appendAuditEvent(client, {
+      tenantId: input.tenantId,
+      actor: opts.actor ?? SYSTEM,
+      action: 'token.stored',
+      resource: `channel:${id}`,
+      outcome: 'success',
+      ip: opts.ip,
+      requestId: opts.requestId,
+      details: { platform: input.platform, graphApi, reconnect: row !== undefined, keyVersion: sealed.keyVersion },
+    });
     return { id };
   });
 }
@@ -76,16 +95,33 @@ export async function findChannelByAccount(pool: Pool, platform: Platform, accou
 
 /**
  * Decrypts a channel's token for one purpose and counts the decrypt. Only activities call this;
- * the token never leaves them and no API returns it.
+ * the token never leaves them and no API returns it. The decrypt counter and the `token.decrypted`
+ * audit event commit together before the token is returned: no decrypt goes unaudited.
  */
-export async function loadChannelCredentials(pool: Pool, vault: SecretVault, channelId: string, purpose: TokenPurpose): Promise<ChannelCredentials> {
+export async function loadChannelCredentials(
+  pool: Pool,
+  vault: SecretVault,
+  channelId: string,
+  purpose: TokenPurpose,
+  opts: { actor?: AuditActor } = {},
+): Promise<ChannelCredentials> {
   const { rows } = await pool.query<{
     id: string; tenant_id: string; platform: Platform; status: ChannelStatus; account_id: string; graph_api: GraphApi; access_token_ciphertext: Buffer;
   }>('SELECT id, tenant_id, platform, status, account_id, graph_api, access_token_ciphertext FROM channels WHERE id = $1', [channelId]);
   const r = rows[0];
   if (!r) throw new Error(`channel ${channelId} does not exist`);
   const accessToken = await vault.decrypt(tokenLocation(r.tenant_id, r.id), r.access_token_ciphertext);
-  await recordSecretDecrypt(pool, r.tenant_id, purpose);
+  await withTransaction(pool, async (client) => {
+    await recordSecretDecrypt(client, r.tenant_id, purpose);
+    await appendAuditEvent(client, {
+      tenantId: r.tenant_id,
+      actor: opts.actor ?? SYSTEM,
+      action: 'token.decrypted',
+      resource: `channel:${r.id}`,
+      outcome: 'success',
+      details: { purpose, channel: r.id, platform: r.platform },
+    });
+  });
   return {
     id: r.id,
     tenantId: r.tenant_id,
@@ -97,17 +133,42 @@ export async function loadChannelCredentials(pool: Pool, vault: SecretVault, cha
   };
 }
 
-/** Idempotent: returns true only for the call that moved the channel out of `active`. */
-export async function markChannelReauthRequired(pool: Pool, channelId: string, reason: string): Promise<boolean> {
-  const { rowCount } = await pool.query(
-    `UPDATE channels SET status = 'reauth_required', status_reason = $2, status_changed_at = now()
-     WHERE id = $1 AND status = 'active'`,
-    [channelId, reason],
-  );
-  return rowCount === 1;
+/**
+ * Idempotent: returns true only for the call that moved the channel out of `active`. That call
+ * appends `channel.reauth_required` in the same transaction; a repeat changes and records nothing.
+ */
+export async function markChannelReauthRequired(
+  pool: Pool,
+  channelId: string,
+  reason: string,
+  opts: { actor?: AuditActor; idempotencyKey?: string } = {},
+): Promise<boolean> {
+  return withTransaction(pool, async (client) => {
+    const { rows } = await client.query<{ tenant_id: string; platform: Platform }>(
+      `UPDATE channels SET status = 'reauth_required', status_reason = $2, status_changed_at = now()
+       WHERE id = $1 AND status = 'active' RETURNING tenant_id, platform`,
+      [channelId, reason],
+    );
+    const r = rows[0];
+    if (!r) return false;
+    await appendAuditEvent(
+      client,
+      {
+        tenantId: r.tenant_id,
+        actor: opts.actor ?? SYSTEM,
+        action: 'channel.reauth_required',
+        resource: `channel:${channelId}`,
+        outcome: 'success',
+        reason,
+        details: { channel: channelId, platform: r.platform, from: 'active', to: 'reauth_required' },
+      },
+      { idempotencyKey: opts.idempotencyKey },
+    );
+    return true;
+  });
 }
 
-export async function recordSecretDecrypt(pool: Pool, tenantId: string, purpose: string): Promise<void> {
+export async function recordSecretDecrypt(pool: Queryable, tenantId: string, purpose: string): Promise<void> {
   await pool.query(
     `INSERT INTO secret_decrypts (tenant_id, purpose, day, count, last_at) VALUES ($1, $2, current_date, 1, now())
      ON CONFLICT (tenant_id, purpose, day) DO UPDATE SET count = secret_decrypts.count + 1, last_at = now()`,

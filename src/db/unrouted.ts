@@ -1,4 +1,4 @@
-import type { Pool } from 'pg';
+import type { Queryable } from '../crypto/vault';
 import type { InboundEvent, UnsupportedEvent } from '../shared/types';
 
 export type UnroutedRow =
@@ -6,7 +6,7 @@ export type UnroutedRow =
   | { reason: 'unsupported_event'; event: UnsupportedEvent };
 
 /** One multi-row insert per delivery: the gateway's hot path should make one round trip, not N. */
-export async function recordUnrouted(pool: Pool, rows: UnroutedRow[]): Promise<void> {
+export async function recordUnrouted(pool: Queryable, rows: UnroutedRow[]): Promise<void> {
   if (rows.length === 0) return;
   const values: unknown[] = [];
   const tuples = rows.map((row, i) => {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import type { PayloadCodec } from '@temporalio/common';
 import Koa from 'koa';
+import { auditReadiness } from '../audit/verifications';
 import type { Config } from '../config';
 import { withTemporalDeadline } from '../temporal/client';
 import { codecRoutes } from './codec-routes';
@@ -53,13 +54,15 @@ export function createGatewayApp(deps: GatewayDeps): Koa {
   });
   health.get('/readyz', async (ctx) => {
     const timeout = deps.config.TEMPORAL_RPC_TIMEOUT_MS;
-    const [database, temporal] = await Promise.all([
+    const [database, temporal, audit] = await Promise.all([
       probe(() => deps.pool.query('SELECT 1')),
       probe(() => withTemporalDeadline(deps.temporal.connection, timeout, () => deps.temporal.connection.workflowService.getSystemInfo({}))),
+      // The latest scheduled audit verification (docs/security.md, "Audit retention"); unknown while the database is down.
+      auditReadiness(deps.pool).catch(() => 'ok' as const),
     ]);
     const ready = database === 'ok' && temporal === 'ok';
-    ctx.status = ready ? 200 : 503;
-    ctx.body = { status: ready ? 'ready' : 'not_ready', checks: { database, temporal } };
+    ctx.status = ready && audit === 'ok' ? 200 : 503;
+    ctx.body = { status: !ready ? 'not_ready' : audit === 'ok' ? 'ready' : 'degraded', checks: { database, temporal, audit } };
   });
 
   const webhooks = metaWebhookRoutes(deps);
@@ -68,6 +71,7 @@ export function createGatewayApp(deps: GatewayDeps): Koa {
     authToken: deps.config.CODEC_AUTH_TOKEN,
     corsOrigins: deps.config.CODEC_CORS_ORIGINS ?? defaultCodecOrigins(deps.config.TEMPORAL_UI_URL),
     logger,
+    auditPool: deps.pool,
   });
   for (const router of [health, webhooks, codec]) app.use(router.routes()).use(router.allowedMethods());
   app.use((ctx) => sendError(ctx, 404, 'not_found', `no route for ${ctx.method} ${ctx.path}`));

@@ -2,6 +2,9 @@ import { createHmac } from 'node:crypto';
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import type { PayloadCodec } from '@temporalio/common';
+import type { Pool } from 'pg';
+import { appendAuditEvent } from '../audit/log';
+import type { AuditEventInput } from '../audit/types';
 import { z } from 'zod';
 import type { Logger } from '../logger';
 import { constantTimeEqual } from '../meta/signature';
@@ -35,9 +38,24 @@ export interface CodecRouteDeps {
   authToken: string | undefined;
   corsOrigins: readonly string[];
   logger: Logger;
+  /** Where operator codec use and failed codec auth are audited (platform chain); none: not audited. */
+  auditPool?: Pool;
 }
 
-export function codecRoutes({ codec, authToken, corsOrigins, logger }: CodecRouteDeps): Router {
+export function codecRoutes({ codec, authToken, corsOrigins, logger, auditPool }: CodecRouteDeps): Router {
+  /** Outside any transaction: an audit failure is logged, never turned into the response. */
+  const audit = async (ctx: Context, event: Omit<AuditEventInput, 'tenantId' | 'ip' | 'userAgent' | 'requestId'>): Promise<void> => {
+    if (!auditPool) return;
+    await appendAuditEvent(auditPool, {
+      tenantId: null,
+      ip: ctx.ip,
+      userAgent: ctx.get('user-agent') || undefined,
+      requestId: ctx.state.requestId,
+      ...event,
+    }).catch((err: unknown) => logger.error({ requestId: ctx.state.requestId, err: { name: (err as Error).name, message: (err as Error).message } }, 'audit append failed'));
+  };
+  /** Which operator credential was used (never the credential). */
+  const credentialKind = (ctx: Context): string => (ctx.get('authorization').startsWith('Bearer ') ? 'codec-bearer' : 'codec-session');
   const router = new Router({ prefix: '/codec' });
   // The cookie carries a MAC of the token, not the token: a stolen cookie can't be replayed as a bearer.
   const sessionValue = authToken ? createHmac('sha256', authToken).update('codec-session-v1').digest('base64url') : undefined;
@@ -72,6 +90,14 @@ export function codecRoutes({ codec, authToken, corsOrigins, logger }: CodecRout
       if (!authenticated(ctx)) {
         logger.warn({ ip: ctx.ip, requestId: ctx.state.requestId, op }, 'codec request without valid credentials');
         ctx.set('www-authenticate', 'Bearer realm="switchboard-codec"');
+        await audit(ctx, {
+          actor: { type: 'operator' },
+          action: 'auth.denied',
+          resource: `codec:${op}`,
+          outcome: 'failure',
+          reason: authToken ? 'invalid_credentials' : 'codec_disabled',
+          details: { op, namespace: ctx.get('x-namespace') || null },
+        });
         return sendError(ctx, 401, 'unauthenticated', authToken ? 'a valid operator credential is required' : 'the codec endpoint is disabled: CODEC_AUTH_TOKEN is not set');
       }
       const raw = await readBodyOr413(ctx, MAX_CODEC_BODY_BYTES, 'codec body');
@@ -99,6 +125,13 @@ export function codecRoutes({ codec, authToken, corsOrigins, logger }: CodecRout
         return sendError(ctx, 422, 'codec_failed', `payloads could not be ${op}d: ${(err as Error).name}`);
       }
       logger.info({ requestId: ctx.state.requestId, op, payloads: payloads.length, namespace: ctx.get('x-namespace') || undefined }, 'codec request');
+      await audit(ctx, {
+        actor: { type: 'operator', id: credentialKind(ctx) },
+        action: op === 'decode' ? 'codec.decode' : 'codec.encode',
+        resource: `codec:${op}`,
+        outcome: 'success',
+        details: { payloads: payloads.length, namespace: ctx.get('x-namespace') || null },
+      });
       ctx.body = {
         payloads: result.map((p) => ({
           metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
@@ -123,8 +156,10 @@ export function codecRoutes({ codec, authToken, corsOrigins, logger }: CodecRout
     const token = new URLSearchParams(raw.toString('utf8')).get('token') ?? '';
     if (!authToken || !sessionValue || !constantTimeEqual(token, authToken)) {
       logger.warn({ ip: ctx.ip, requestId: ctx.state.requestId }, 'codec login rejected');
+      await audit(ctx, { actor: { type: 'operator' }, action: 'auth.denied', resource: 'codec:login', outcome: 'failure', reason: authToken ? 'wrong_token' : 'codec_disabled' });
       return sendError(ctx, 401, 'unauthenticated', 'wrong codec token');
     }
+    await audit(ctx, { actor: { type: 'operator', id: 'codec-session' }, action: 'auth.login', resource: 'codec:login', outcome: 'success' });
     ctx.cookies.set(COOKIE, sessionValue, { httpOnly: true, sameSite: 'lax', secure: secureCookie(ctx), path: '/codec', maxAge: 12 * 3600_000 });
     ctx.type = 'text/plain';
     ctx.body = 'Signed in. In the Temporal UI, open the codec server settings and enable "Include cross-origin credentials".';

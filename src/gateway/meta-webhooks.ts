@@ -1,7 +1,9 @@
 import Router from '@koa/router';
 import type { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
+import { appendAuditEvent, appendAuditEvents } from '../audit/log';
 import type { Config } from '../config';
+import { withTransaction } from '../db/pool';
 import { findChannelByAccount, type ChannelRoute } from '../db/channels';
 import { recordUnrouted, type UnroutedRow } from '../db/unrouted';
 import type { Logger } from '../logger';
@@ -67,6 +69,19 @@ export function metaWebhookRoutes(deps: WebhookDeps): Router {
     const matched = verifySignature(ctx.get('x-hub-signature-256') || undefined, raw, secrets);
     if (matched < 0) {
       logger.warn({ ip: ctx.ip, requestId: ctx.state.requestId, bytes: raw.length }, 'webhook signature rejected');
+      // Outside any transaction: an audit failure is logged and never changes the 401.
+      await appendAuditEvent(pool, {
+        tenantId: null,
+        actor: { type: 'meta' },
+        action: 'webhook.signature_rejected',
+        resource: 'webhook:meta',
+        outcome: 'failure',
+        reason: ctx.get('x-hub-signature-256') ? 'signature_mismatch' : 'signature_missing',
+        ip: ctx.ip,
+        userAgent: ctx.get('user-agent') || undefined,
+        requestId: ctx.state.requestId,
+        details: { bytes: raw.length },
+      }).catch((err: unknown) => logger.error({ requestId: ctx.state.requestId, err: { name: (err as Error).name, message: (err as Error).message } }, 'audit append failed'));
       return sendError(ctx, 401, 'invalid_signature', 'X-Hub-Signature-256 is missing or does not match the request body');
     }
 
@@ -86,7 +101,28 @@ export function metaWebhookRoutes(deps: WebhookDeps): Router {
 
     try {
       const { routed, unrouted } = await routeEvents(pool, parsed);
-      await recordUnrouted(pool, unrouted);
+      if (unrouted.length > 0) {
+        // The unrouted rows and their audit events commit together.
+        await withTransaction(pool, async (client) => {
+          await recordUnrouted(client, unrouted);
+          await appendAuditEvents(
+            client,
+            unrouted.map((u) => ({
+              event: {
+                tenantId: null,
+                actor: { type: 'meta' as const },
+                action: 'webhook.unrouted' as const,
+                resource: `account:${u.event.platform ?? 'unknown'}:${u.event.accountId}`,
+                outcome: 'failure' as const,
+                reason: u.reason,
+                ip: ctx.ip,
+                requestId: ctx.state.requestId,
+                details: { accountId: u.event.accountId, eventType: u.reason === 'unknown_account' ? u.event.kind : u.event.eventType, reason: u.reason, platform: u.event.platform ?? null },
+              },
+            })),
+          );
+        });
+      }
       await withTemporalDeadline(temporal.connection, config.TEMPORAL_RPC_TIMEOUT_MS, () =>
         Promise.all(
           routed.map(({ channel, event }) =>

@@ -161,7 +161,7 @@ describe('Temporal unreachable', () => {
       expect(Date.now() - started).toBeLessThan(5000);
       const ready = await fetch(`${url}/readyz`);
       expect(ready.status).toBe(503);
-      expect(await ready.json()).toMatchObject({ checks: { database: 'ok', temporal: 'unavailable' } });
+      expect(await ready.json()).toMatchObject({ checks: { database: 'ok', temporal: 'unavailable', audit: 'ok' } });
     } finally {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));

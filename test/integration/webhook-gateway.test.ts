@@ -152,6 +152,6 @@ describe('GET /webhooks/meta (verification handshake)', () => {
     expect((await fetch(`${stack.gatewayUrl}/healthz`)).status).toBe(200);
     const ready = await fetch(`${stack.gatewayUrl}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: 'ready', checks: { database: 'ok', temporal: 'ok' } });
+    expect(await ready.json()).toEqual({ status: 'ready', checks: { database: 'ok', temporal: 'ok', audit: 'ok' } });
   });
 });

@@ -1,7 +1,9 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { ConfigError, parseConfig } from '../../src/config';
 
 const KEY_32 = Buffer.alloc(32, 0x5a).toString('base64');
 const MASTER_KEYS = `1:${KEY_32}`;
+const AUDIT_KEY = Buffer.alloc(32, 0x33).toString('base64');
 
 /** The variables without defaults; everything else may be left out. */
 function completeEnv(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
@@ -50,8 +52,12 @@ describe('parseConfig', () => {
       GATEWAY_PORT: 3000,
       GRAPH_SANDBOX_PORT: 3900,
       CONVERSATION_IDLE_TIMEOUT_MS: 30 * 60_000,
+      AUDIT_CHECKPOINT_EVERY_EVENTS: 1000,
+      AUDIT_CHECKPOINT_EVERY_MS: 5 * 60_000,
     });
     expect(config.INSTAGRAM_APP_SECRET).toBeUndefined();
+    expect(config.AUDIT_SIGNING_KEY).toBeUndefined();
+    expect(config.AUDIT_CHECKPOINT_DIR).toBeUndefined();
   });
 
   it('coerces numeric variables and accepts overrides', () => {
@@ -64,10 +70,15 @@ describe('parseConfig', () => {
         GRAPH_API_VERSION: 'v24.0',
         INSTAGRAM_APP_SECRET: 'ig-secret-0123',
         DATABASE_URL: 'postgresql://u@db.internal/sb',
+        // Required in production (the audit trail's checkpoints).
+        AUDIT_SIGNING_KEY: AUDIT_KEY,
+        AUDIT_CHECKPOINT_DIR: '/var/lib/switchboard/audit-checkpoints',
+        AUDIT_CHECKPOINT_EVERY_MS: '60000',
       }),
     );
     expect(config).toMatchObject({
       NODE_ENV: 'production',
+      AUDIT_CHECKPOINT_EVERY_MS: 60_000,
       GATEWAY_PORT: 8080,
       DATABASE_POOL_SIZE: 25,
       CONVERSATION_IDLE_TIMEOUT_MS: 5000,
@@ -119,7 +130,37 @@ describe('parseConfig', () => {
     );
   });
 
+  it('requires the audit signing key and checkpoint directory in production only, reported with other problems', () => {
+    const err = configError(completeEnv({ NODE_ENV: 'production', GATEWAY_PORT: 'abc' }));
+    expect(err.problems.sort()).toEqual([
+      'AUDIT_CHECKPOINT_DIR: is required in production',
+      'AUDIT_SIGNING_KEY: is required in production',
+      expect.stringMatching(/^GATEWAY_PORT: /),
+    ]);
+    const config = parseConfig(
+      completeEnv({ NODE_ENV: 'production', AUDIT_SIGNING_KEY: AUDIT_KEY, AUDIT_CHECKPOINT_DIR: '/var/lib/switchboard/audit', AUDIT_CHECKPOINT_EVERY_EVENTS: '500' }),
+    );
+    expect(config).toMatchObject({ AUDIT_SIGNING_KEY: AUDIT_KEY, AUDIT_CHECKPOINT_DIR: '/var/lib/switchboard/audit', AUDIT_CHECKPOINT_EVERY_EVENTS: 500 });
+    // Not in development or tests: they then run without checkpoints.
+    expect(() => parseConfig(completeEnv({ NODE_ENV: 'test' }))).not.toThrow();
+  });
+
+  it('accepts the audit keys in their documented spellings', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    for (const spec of [AUDIT_KEY, privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'), privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()]) {
+      expect(parseConfig(completeEnv({ AUDIT_SIGNING_KEY: spec })).AUDIT_SIGNING_KEY).toBe(spec);
+    }
+    const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32).toString('base64');
+    const spki = publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+    expect(parseConfig(completeEnv({ AUDIT_PREVIOUS_PUBLIC_KEYS: `${raw}, ${spki}` })).AUDIT_PREVIOUS_PUBLIC_KEYS).toBe(`${raw}, ${spki}`);
+  });
+
   it.each([
+    ['AUDIT_SIGNING_KEY', 'not a key!'],
+    ['AUDIT_SIGNING_KEY', Buffer.alloc(16, 1).toString('base64')],
+    ['AUDIT_PREVIOUS_PUBLIC_KEYS', Buffer.alloc(31, 1).toString('base64')],
+    ['AUDIT_CHECKPOINT_EVERY_EVENTS', '0'],
+    ['AUDIT_CHECKPOINT_EVERY_MS', '-1'],
     ['DATABASE_URL', 'mysql://u@h/db'],
     ['DATABASE_URL', 'not a url'],
     ['GATEWAY_PORT', '70000'],

@@ -15,7 +15,7 @@ import { conversationStateQuery, FALLBACK_REPLY, inboundEventSignal, type Conver
  */
 
 /** The activities the conversation workflow calls. */
-type Acts = Omit<Activities, 'rewrapDataKeysBatch' | 'rotateDataKeysBatch' | 'reencryptSecretsBatch' | 'destroyUnusedDataKeys'>;
+type Acts = Omit<Activities, 'rewrapDataKeysBatch' | 'rotateDataKeysBatch' | 'reencryptSecretsBatch' | 'destroyUnusedDataKeys' | 'recordAuditEvent' | 'purgeExpiredAuditEpochs' | 'verifyAuditChains'>;
 type ActName = keyof Acts;
 type Calls = { [K in ActName]: Array<Parameters<Acts[K]>[0]> };
 
