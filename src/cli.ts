@@ -10,7 +10,8 @@ import { StaticKeyProvider } from './crypto/key-provider';
 import { SecretVault } from './crypto/vault';
 import { ChannelConflictError, connectChannel } from './db/channels';
 import { KeyInUseError, keyStatus, retireMasterKey } from './db/key-inventory';
-import { createPool } from './db/pool';
+import { recordCliAction } from './audit/cli-actions';
+import { createPool, type Pool } from './db/pool';
 import { addProduct } from './db/products';
 import { createTenant, deleteTenant, tenantExists } from './db/tenants';
 import { createTemporalClient } from './temporal/client';
@@ -23,7 +24,9 @@ import type { KeyRotationInput } from '../workflows/key-rotation';
  * audit log is broken; `audit:export` without `--out` prints the JSON Lines export itself.
  */
 
-class UsageError extends Error {}
+class UsageError extends Error {
+  override name = 'UsageError';
+}
 
 /** A command's own stdout text and exit code (instead of the default JSON and 0). */
 class CliOutput {
@@ -147,6 +150,21 @@ async function run(argv: string[]): Promise<unknown> {
   const config = loadConfig();
   const pool = createPool(config.DATABASE_URL, 2);
   try {
+    const result = await runCommand(name, args, config, pool);
+    await recordCliAction(pool, { command: name, args, outcome: 'success' });
+    return result;
+  } catch (err) {
+    // Usage errors included: a refused operator action is a security event too.
+    await recordCliAction(pool, { command: name, args, outcome: 'failure', reason: (err as Error).name });
+    throw err;
+  } finally {
+    await pool.end();
+  }
+}
+
+/** One command's work; `run` records every call in the audit trail. */
+async function runCommand(name: CommandName, args: Record<string, string | undefined>, config: Config, pool: Pool): Promise<unknown> {
+  {
     switch (name) {
       case 'tenants:create': {
         const a = validate(name, commands[name].schema, args);
@@ -205,8 +223,6 @@ async function run(argv: string[]): Promise<unknown> {
         }
       }
     }
-  } finally {
-    await pool.end();
   }
 }
 

@@ -7,6 +7,7 @@ import { createLogger } from './logger';
 import { createDataConverter } from './temporal/payload-codec';
 import { installTemporalRuntime } from './temporal/runtime';
 import { ensureAuditRetentionSchedule } from './temporal/schedules';
+import { startAuditCheckpointerFromConfig } from './audit/checkpoints';
 import { createSwitchboardWorker } from './worker-setup';
 
 async function connectWithRetry(address: string, attempts = 30): Promise<NativeConnection> {
@@ -37,9 +38,12 @@ async function main(): Promise<void> {
   } finally {
     await clientConnection.close();
   }
+  // Signed checkpoints of every audit chain (this process's appends, and the gateway's and CLI's on the timer).
+  const checkpointer = startAuditCheckpointerFromConfig(config, pool, logger);
   logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE }, 'worker started');
   // The SDK shuts the worker down gracefully on SIGINT/SIGTERM; run() resolves once it drained.
   await worker.run();
+  await checkpointer?.stop();
   await connection.close();
   await pool.end();
   logger.info('worker stopped');

@@ -42,14 +42,16 @@ export async function recordCliAction(pool: Pool, action: CliAction): Promise<Ap
   const args = maskCliArgs(action.args);
   const tenant = [args['tenant'], args['id']].find((v): v is string => typeof v === 'string' && UUID.test(v));
   try {
+    // Operator actions are platform events (the operator is not the tenant's user); the tenant
+    // they touched is named in the details, so a tenant's own chain holds only its activity.
     return await appendAuditEvent(pool, {
-      tenantId: tenant ? tenant.toLowerCase() : null,
+      tenantId: null,
       actor: { type: 'operator', id: action.operator ?? process.env.USER ?? 'cli' },
       action: 'cli.command',
       resource: `cli:${action.command}`,
       outcome: action.outcome,
       reason: action.reason,
-      details: { command: action.command, args },
+      details: { command: action.command, args, ...(tenant && { tenantId: tenant.toLowerCase() }) },
     });
   } catch {
     return null;

@@ -209,4 +209,20 @@ describe('operator CLI: audit:verify and audit:export (child process, real Postg
     expect(r.stderr).toContain('AUDIT_SIGNING_KEY: is required in production');
     expect(r.stderr).toContain('AUDIT_CHECKPOINT_DIR: is required in production');
   });
+
+  it('records every CLI action, refused ones included, with masked arguments', async () => {
+    const ok = await cli(['tenants:create', '--name', 'Audited shop']);
+    expect(ok.code).toBe(0);
+    const refused = await cli(['channels:connect', '--tenant', 'not-a-uuid', '--platform', 'messenger', '--account-id', '123', '--access-token', 'EAAB-never-logged']);
+    expect(refused.code).toBe(2);
+    const { rows } = await db.pool.query<{ resource: string; outcome: string; reason: string | null; details: unknown }>(
+      `SELECT resource, outcome, reason, details FROM audit_events WHERE action = 'cli.command' AND resource IN ('cli:tenants:create', 'cli:channels:connect') ORDER BY id`,
+    );
+    expect(rows.map((r) => [r.resource, r.outcome])).toEqual([
+      ['cli:tenants:create', 'success'],
+      ['cli:channels:connect', 'failure'],
+    ]);
+    expect(rows[1]!.reason).toBe('UsageError');
+    expect(JSON.stringify(rows)).not.toContain('EAAB-never-logged');
+  });
 });

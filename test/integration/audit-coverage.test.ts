@@ -158,7 +158,8 @@ describe('audit coverage of security-relevant paths', () => {
     await recordCliAction(stack.db.pool, { command: 'channels:connect', args: { tenant: tenantId, platform: 'messenger', 'account-id': PAGE_A, 'access-token': TOKEN }, outcome: 'success', operator: 'bob' });
     const rows = await events('cli.command');
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ chain_id: tenantId, actor_type: 'operator', actor_id: 'bob', resource: 'cli:channels:connect', outcome: 'success' });
+    expect(rows[0]).toMatchObject({ chain_id: 'platform', actor_type: 'operator', actor_id: 'bob', resource: 'cli:channels:connect', outcome: 'success' });
+    expect(rows[0]!.details.tenantId).toBe(tenantId);
     const args = rows[0]!.details.args as Record<string, unknown>;
     expect(args).toMatchObject({ platform: 'messenger', tenant: tenantId });
     expect(['[redacted]', '[removed]', undefined]).toContain(args['access-token']);
