@@ -150,6 +150,11 @@ async function main(): Promise<void> {
       'server', 'start-dev',
       '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort),
       '--db-filename', path.join(DATA, 'temporal.db'),
+      // SQLite's default (rollback journal, fsync per commit) held the dev server to ~30
+      // signalWithStart/s; WAL with synchronous=NORMAL survives a crash of the process, which is
+      // what a development stack needs, and is an order of magnitude faster.
+      '--sqlite-pragma', 'journal_mode=wal',
+      '--sqlite-pragma', 'synchronous=normal',
       '--log-level', 'error',
       // The UI decodes encrypted payloads in the operator's browser through the gateway.
       '--ui-codec-endpoint', `${gatewayUrl}/codec`,

@@ -54,6 +54,8 @@ const SECRET_KEYS = [
   'dataKey',
   'masterKey',
   'signature',
+  // Temporal task tokens embed the workflow id (which ends in a customer ID).
+  'taskToken',
   // Configuration values that are secrets, in case a config object is logged.
   'META_APP_SECRET',
   'INSTAGRAM_APP_SECRET',
