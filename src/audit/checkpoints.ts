@@ -124,11 +124,13 @@ export async function tableCheckpoints(db: Pick<Pool | PoolClient, 'query'>, cha
   return rows.map(checkpointFromRow);
 }
 
-async function insertCheckpoint(db: PoolClient, c: SignedCheckpoint): Promise<void> {
-  await db.query(
-    `INSERT INTO audit_checkpoints (${CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+/** `ifAbsent`: a concurrent seal of the same position is not an error (returns false). */
+export async function insertCheckpoint(db: PoolClient, c: SignedCheckpoint, ifAbsent = false): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `INSERT INTO audit_checkpoints (${CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)${ifAbsent ? ' ON CONFLICT (chain_id, last_seq) DO NOTHING' : ''}`,
     [c.chainId, c.lastSeq, c.lastId, Buffer.from(c.lastHash, 'hex'), c.count, c.createdAt, c.keyId, Buffer.from(c.signature, 'base64')],
   );
+  return rowCount === 1;
 }
 
 // ---- the files ----------------------------------------------------------------------------------

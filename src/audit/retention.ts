@@ -1,5 +1,6 @@
+import { withTransaction } from '../db/pool';
 import type { Pool, PoolClient } from 'pg';
-import { appendCheckpointLine, signCheckpoint, tableCheckpoints } from './checkpoints';
+import { appendCheckpointLine, insertCheckpoint, signCheckpoint, tableCheckpoints } from './checkpoints';
 import type { AuditKeyring, AuditSigner } from './keys';
 import { appendAuditEvent } from './log';
 import { verifyChain } from './verify';
@@ -73,9 +74,7 @@ export async function findExpiredEpochs(db: Pick<Pool | PoolClient, 'query'>, op
  * `retention.purged` event to the chain (after the new anchor, so verification passes from it).
  */
 export async function purgeEpoch(pool: Pool, chainId: string, epoch: string): Promise<EpochPurge> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return withTransaction(pool, async (client) => {
     const { rows } = await client.query<{ r_status: PurgeStatus; r_purged: string; r_anchor_seq: string | null; r_anchor_hash: Buffer | null }>(
       'SELECT r_status, r_purged, r_anchor_seq, r_anchor_hash FROM audit_purge_epoch($1, $2::date)',
       [chainId, epoch],
@@ -96,14 +95,8 @@ export async function purgeEpoch(pool: Pool, chainId: string, epoch: string): Pr
         { idempotencyKey: `retention:${chainId}:${epoch.slice(0, 7)}` },
       );
     }
-    await client.query('COMMIT');
     return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 export interface SealSettings {
@@ -135,28 +128,12 @@ export async function sealEpochBoundary(pool: Pool, seal: SealSettings, chainId:
   const report = await verifyChain(pool, chainId, { keyring: seal.keyring, dir: seal.dir });
   if (!report.ok) return false; // never sign over a broken chain: the verification reports it
   const checkpoint = signCheckpoint(seal.signer, { chainId, lastSeq: seq, lastId: Number(last.id), lastHash: last.hash.toString('hex'), count: seq, createdAt: new Date().toISOString() });
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return withTransaction(pool, async (client) => {
     const locked = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock(hashtextextended('switchboard.audit-checkpoint:' || $1, 0)) AS ok", [chainId]);
-    if (!locked.rows[0]!.ok) {
-      await client.query('ROLLBACK');
-      return false;
-    }
-    const inserted = await client.query(
-      `INSERT INTO audit_checkpoints (chain_id, last_seq, last_id, last_hash, event_count, created_at, key_id, signature)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (chain_id, last_seq) DO NOTHING`,
-      [chainId, seq, checkpoint.lastId, Buffer.from(checkpoint.lastHash, 'hex'), checkpoint.count, checkpoint.createdAt, checkpoint.keyId, Buffer.from(checkpoint.signature, 'base64')],
-    );
-    if (inserted.rowCount === 1) appendCheckpointLine(seal.dir, checkpoint);
-    await client.query('COMMIT');
+    if (!locked.rows[0]!.ok) return false;
+    if (await insertCheckpoint(client, checkpoint, true)) appendCheckpointLine(seal.dir, checkpoint);
     return true;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 export interface PurgeBatchResult {
