@@ -1,3 +1,4 @@
+import { withTransaction } from '../db/pool';
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Pool, PoolClient } from 'pg';
@@ -307,15 +308,10 @@ export async function checkpointChains(pool: Pool, signer: AuditSigner, opts: Ch
 /** Checkpoints one chain at its current head (if it moved past its last checkpoint). */
 export async function sealChain(pool: Pool, signer: AuditSigner, chainId: string, dir: string, now = new Date()): Promise<CheckpointWritten[]> {
   const file = checkpointFile(dir, chainId); // validates the chain id before anything is written
-  const client = await pool.connect();
-  const written: CheckpointWritten[] = [];
-  try {
-    await client.query('BEGIN');
+  return withTransaction(pool, async (client) => {
+    const written: CheckpointWritten[] = [];
     const locked = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock(hashtextextended('switchboard.audit-checkpoint:' || $1, 0)) AS ok", [chainId]);
-    if (!locked.rows[0]!.ok) {
-      await client.query('ROLLBACK');
-      return written; // another process is sealing this chain right now
-    }
+    if (!locked.rows[0]!.ok) return written; // another process is sealing this chain right now
     const head = (
       await client.query<{ id: string; seq: string; hash: Buffer }>('SELECT id, seq, hash FROM audit_events WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1', [chainId])
     ).rows[0];
@@ -345,14 +341,8 @@ export async function sealChain(pool: Pool, signer: AuditSigner, chainId: string
       appendCheckpointLine(path.dirname(file), checkpoint);
       written.push({ chainId, lastSeq: checkpoint.lastSeq, count: checkpoint.count, keyId: checkpoint.keyId });
     }
-    await client.query('COMMIT');
     return written;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 export interface CheckpointDeps extends CheckpointPolicy {

@@ -2,7 +2,7 @@ import { temporal } from '@temporalio/proto';
 import { connectChannel } from '../../src/db/channels';
 import { createTenant } from '../../src/db/tenants';
 import { eventually, LogCapture, sdkLogs, startTestStack, type TestStack } from '../support/stack';
-import { PAGE_A, postWebhook } from '../support/webhooks';
+import { PAGE_A, postWebhook, textDelivery } from '../support/webhooks';
 
 /**
  * A recognizable token and recognizable PII go through the webhook → reply path and its error
@@ -22,10 +22,7 @@ function findCanaries(haystack: string): string[] {
   return CANARIES.filter((c) => haystack.includes(c));
 }
 
-function delivery(mid: string, text: string): string {
-  const t = Date.now();
-  return JSON.stringify({ object: 'page', entry: [{ id: PAGE_A, time: t, messaging: [{ sender: { id: CUSTOMER }, recipient: { id: PAGE_A }, timestamp: t, message: { mid, text } }] }] });
-}
+const delivery = (mid: string, text: string) => textDelivery({ pageId: PAGE_A, customerId: CUSTOMER, mid, text });
 
 describe('canaries never leak', () => {
   const logs = new LogCapture();

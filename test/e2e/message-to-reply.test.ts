@@ -9,17 +9,12 @@ import { StaticKeyProvider } from '../../src/crypto/key-provider';
 import { SecretVault } from '../../src/crypto/vault';
 import { startLocalTemporal } from '../support/temporal-env';
 import { createTestDatabase, eventually, startTestStack, testConfig, type TestStack } from '../support/stack';
-import { errorOf, PAGE_A, postWebhook } from '../support/webhooks';
+import { errorOf, PAGE_A, postWebhook, textDelivery } from '../support/webhooks';
 
 const CUSTOMER = '7291845503617724';
 const TOKEN = 'EAAB-page-token-for-e2e';
 
-function messengerDelivery(mid: string, text: string, timestamp = Date.now()): string {
-  return JSON.stringify({
-    object: 'page',
-    entry: [{ id: PAGE_A, time: timestamp, messaging: [{ sender: { id: CUSTOMER }, recipient: { id: PAGE_A }, timestamp, message: { mid, text } }] }],
-  });
-}
+const messengerDelivery = (mid: string, text: string, timestamp = Date.now()) => textDelivery({ pageId: PAGE_A, customerId: CUSTOMER, mid, text, timestamp });
 
 describe('webhook → Temporal → worker → Postgres → Send API', () => {
   let stack: TestStack;

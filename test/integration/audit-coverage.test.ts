@@ -4,7 +4,7 @@ import { connectChannel, loadChannelCredentials } from '../../src/db/channels';
 import { createTenant } from '../../src/db/tenants';
 import { createLogger } from '../../src/logger';
 import { eventually, startTestStack, TEST_CODEC_TOKEN, type TestStack } from '../support/stack';
-import { IG_ACCOUNT, PAGE_A, PAGE_B, postWebhook } from '../support/webhooks';
+import { IG_ACCOUNT, PAGE_A, PAGE_B, postWebhook, textDelivery } from '../support/webhooks';
 
 /** Every security-relevant path records its audit event (action, actor, outcome, chain), without tokens. */
 
@@ -27,13 +27,7 @@ interface Row {
   details: Record<string, unknown>;
 }
 
-function delivery(pageId: string, mid: string, text: string): string {
-  const timestamp = Date.now();
-  return JSON.stringify({
-    object: 'page',
-    entry: [{ id: pageId, time: timestamp, messaging: [{ sender: { id: CUSTOMER }, recipient: { id: pageId }, timestamp, message: { mid, text } }] }],
-  });
-}
+const delivery = (pageId: string, mid: string, text: string) => textDelivery({ pageId, customerId: CUSTOMER, mid, text });
 
 describe('audit coverage of security-relevant paths', () => {
   let stack: TestStack;

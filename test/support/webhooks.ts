@@ -55,3 +55,12 @@ export interface ErrorBody {
 export async function errorOf(res: Response): Promise<ErrorBody['error']> {
   return ((await res.json()) as ErrorBody).error;
 }
+
+/** A signed-body-ready Messenger delivery of one customer text message. */
+export function textDelivery(o: { pageId: string; customerId: string; mid: string; text: string; timestamp?: number }): string {
+  const timestamp = o.timestamp ?? Date.now();
+  return JSON.stringify({
+    object: 'page',
+    entry: [{ id: o.pageId, time: timestamp, messaging: [{ sender: { id: o.customerId }, recipient: { id: o.pageId }, timestamp, message: { mid: o.mid, text: o.text } }] }],
+  });
+}
