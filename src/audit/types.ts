@@ -22,7 +22,11 @@ export type AuditAction =
   | 'key.retired'
   | 'retention.purged'
   | 'audit.verification_failed'
-  | 'cli.command';
+  | 'cli.command'
+  | 'settings.updated'
+  | 'catalog.imported'
+  | 'conversation.handoff'
+  | 'conversation.agent_message';
 
 export interface AuditEventInput {
   /** Null for platform events (they go to the platform chain). */

@@ -12,4 +12,5 @@ export interface SecretColumn {
 
 export const SECRET_COLUMNS: readonly SecretColumn[] = [
   { table: 'channels', column: 'access_token_ciphertext', aadColumn: 'access_token', keyVersionColumn: 'token_key_version' },
+  { table: 'tenant_settings', column: 'llm_api_key_ciphertext', aadColumn: 'llm_api_key', keyVersionColumn: 'llm_api_key_version' },
 ];

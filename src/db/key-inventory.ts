@@ -34,6 +34,7 @@ export async function keyStatus(pool: Pool, provider: KeyProvider): Promise<KeyS
     const { rows } = await pool.query<{ version: number | null; n: number; stale: number }>(
       `SELECT s.${col.keyVersionColumn} AS version, count(*)::int AS n, count(*) FILTER (WHERE k.superseded_at IS NOT NULL)::int AS stale
        FROM ${col.table} s LEFT JOIN tenant_data_keys k ON k.tenant_id = s.tenant_id AND k.version = s.${col.keyVersionColumn}
+       WHERE s.${col.column} IS NOT NULL
        GROUP BY 1 ORDER BY 1`,
     );
     const stale = rows.reduce((sum, r) => sum + r.stale, 0);

@@ -139,4 +139,113 @@ export interface SendFailureDetails {
   code?: number;
   subcode?: number;
   fbtraceId?: string;
+  /** Throttled sends (`GraphRateLimited`): how long Meta asked us to stay away. */
+  retryAfterMs?: number;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The conversation agent (issue 5)
+
+/** Who answers the customer: the bot, or a human agent (the bot stays silent). */
+export type ConversationMode = 'bot_active' | 'human_active';
+
+export type ReplyEngineKind = 'catalog' | 'openai-compatible';
+
+/** The per-tenant settings the conversation workflow decides with (no secrets). */
+export interface AgentSettings {
+  engine: ReplyEngineKind;
+  /** Quiet window that gathers a burst into one answer (0–3000 ms). */
+  debounceMs: number;
+  /** The whole turn (every engine step and tool call) must finish within this, else the fallback is sent. */
+  turnDeadlineMs: number;
+  /** Story replies and mentions: answered, or stored only. */
+  storyReplies: 'answer' | 'ignore';
+  /** A handed-off conversation returns to the bot after this long without human activity. */
+  handoffIdleMs: number;
+  /** BCP 47 language the assistant answers in by default (e.g. `en`, `de`). */
+  language: string;
+}
+
+/** What a conversation workflow run needs from the database to start deciding. */
+export interface ConversationSnapshot {
+  conversationId: string;
+  mode: ConversationMode;
+  /** Epoch ms of the last mode change. */
+  modeSince: number;
+  /** Epoch ms (Meta timestamp) of the customer's last message: the 24-hour window. */
+  lastCustomerAt?: number;
+  /** Epoch ms of a human agent's last message (inbox echo or operator send). */
+  lastHumanAt?: number;
+  settings: AgentSettings;
+}
+
+/** One customer message of a turn, as the reply engine sees it. */
+export interface TurnMessage {
+  messageId: string;
+  kind: 'text' | 'attachment' | 'quick_reply' | 'postback' | 'story_reply' | 'story_mention';
+  text?: string;
+  /** Attachment types (image, video, audio, file, …): the engine is told what was sent, not given the bytes. */
+  attachments: Array<{ type: string; url?: string }>;
+  /** Quick reply or postback payload. */
+  payload?: string;
+  /** The story replied to or mentioned in. */
+  storyUrl?: string;
+  /** Epoch ms. */
+  timestamp: number;
+}
+
+export type ToolName = 'search_products' | 'get_business_info' | 'handoff_to_human';
+
+export interface ToolCall {
+  /** The engine's call id (Chat Completions `tool_calls[].id`), echoed back with the result. */
+  id: string;
+  name: ToolName;
+  arguments: Record<string, unknown>;
+}
+
+export interface ToolResult {
+  callId: string;
+  name: ToolName;
+  /** JSON the engine reads; on failure `{ error: "…" }`. */
+  content: unknown;
+  ok: boolean;
+}
+
+/** One round of tool use: what the engine asked for and what the tools answered. */
+export interface ToolExchange {
+  calls: ToolCall[];
+  results: ToolResult[];
+  /** Text the engine said alongside its tool calls, if any. */
+  assistantText?: string;
+}
+
+export interface TurnRequest {
+  tenantId: string;
+  conversationId: string;
+  /** The customer's messages this answer covers (a debounced burst), oldest first. */
+  messages: TurnMessage[];
+  exchanges: ToolExchange[];
+  /** No more tool rounds allowed: the engine must answer with text. */
+  final: boolean;
+}
+
+export type EngineStep = { kind: 'reply'; text: string } | { kind: 'tool_calls'; calls: ToolCall[]; assistantText?: string };
+
+/** Messaging policy decided by the workflow (meta-api-contract §3). */
+export type SendPolicy =
+  | { send: true; messagingType: 'RESPONSE' }
+  | { send: true; messagingType: 'MESSAGE_TAG'; tag: 'HUMAN_AGENT' }
+  | { send: false; reason: string };
+
+export interface SendOutboundInput {
+  channelId: string;
+  outboundId: string;
+  customerId: string;
+  messagingType: 'RESPONSE' | 'MESSAGE_TAG';
+  tag?: 'HUMAN_AGENT';
+  /** 0 for the first send of a decision; +1 after each unconfirmed ambiguous send. */
+  round?: number;
+}
+
+/** A send-budget reservation: granted now, or wait this long (the workflow waits durably). */
+export type SendSlot = { granted: true } | { granted: false; waitMs: number; reason: 'budget' | 'paused' };
