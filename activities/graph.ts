@@ -1,58 +1,169 @@
-import { ApplicationFailure } from '@temporalio/activity';
-import { getOutbound, markOutboundSent, OUTBOUND_METADATA_PREFIX } from '../src/db/conversations';
+import { activityInfo, ApplicationFailure } from '@temporalio/activity';
+import { z } from 'zod';
+import { claimSendRound, getOutbound, markOutboundSent, OUTBOUND_METADATA_PREFIX, releaseSendRound } from '../src/db/conversations';
 import { loadChannelCredentials } from '../src/db/channels';
+import { ChannelNotFoundError, recordUsageFeedback, reserveSendSlot, type UsageFeedback } from '../src/db/send-budget';
+import type { SendMessageRequest } from '../src/meta/graph-client';
 import { classifyGraphError, GraphApiError, GraphNetworkError } from '../src/meta/graph-errors';
-import type { SendFailureDetails } from '../src/shared/types';
+import type { SendFailureDetails, SendOutboundInput, SendSlot } from '../src/shared/types';
 import type { ActivityDeps } from './index';
 
-export interface SendReplyInput {
-  channelId: string;
-  outboundId: string;
-  customerId: string;
+/** Outbound rows in these states reached Meta: sending them again would reach the customer twice. */
+const ALREADY_SENT = new Set(['sent', 'delivered', 'read']);
+
+/** Attempts at recording a send Meta accepted; past them the echo (which carries our metadata) records it. */
+const MARK_SENT_ATTEMPTS = 3;
+const MARK_SENT_BACKOFF_MS = 200;
+
+// Not strict: a field added to SendOutboundInput later must not stop sends on older workers.
+const sendOutboundSchema = z.discriminatedUnion('messagingType', [
+  z.object({
+    channelId: z.uuid(),
+    outboundId: z.uuid(),
+    customerId: z.string().regex(/^\d+$/, 'must be a PSID/IGSID (digits)'),
+    messagingType: z.literal('RESPONSE'),
+    tag: z.undefined().optional(),
+    round: z.number().int().min(0).optional(),
+  }),
+  z.object({
+    channelId: z.uuid(),
+    outboundId: z.uuid(),
+    customerId: z.string().regex(/^\d+$/, 'must be a PSID/IGSID (digits)'),
+    messagingType: z.literal('MESSAGE_TAG'),
+    // The only tag a conversation may use (contract §3.5); a bot never uses one.
+    tag: z.literal('HUMAN_AGENT'),
+    round: z.number().int().min(0).optional(),
+  }),
+]);
+
+function failure(message: string, type: string, details: SendFailureDetails, retryable: boolean): ApplicationFailure {
+  return ApplicationFailure.create({ message, type, nonRetryable: !retryable, details: [details] });
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Graph API calls. The channel's token is loaded and decrypted here, inside the activity, so it
  * never appears in workflow inputs, results or history.
  */
 export function createGraphActivities({ pool, vault, graph, logger }: Pick<ActivityDeps, 'pool' | 'vault' | 'graph' | 'logger'>) {
+  /** Budget bookkeeping must never turn a send into a failure (a retry after success sends twice). */
+  async function feedUsage(channelId: string, feedback: UsageFeedback): Promise<void> {
+    try {
+      const result = await recordUsageFeedback(pool, channelId, feedback);
+      if (result.throttleFactor < 1 || result.pausedUntil) {
+        logger.info({ channelId, throttleFactor: result.throttleFactor, pausedUntil: result.pausedUntil }, 'send budget throttled');
+      }
+    } catch (err) {
+      logger.warn({ channelId, err }, 'send budget feedback not recorded');
+    }
+  }
+
+  async function recordSent(outboundId: string, messageId: string, policy: { messagingType: 'RESPONSE' | 'MESSAGE_TAG'; tag?: 'HUMAN_AGENT' }): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await markOutboundSent(pool, outboundId, messageId, policy);
+        return;
+      } catch (err) {
+        if (attempt >= MARK_SENT_ATTEMPTS) {
+          // Meta has the message: report success anyway, the echo's metadata will mark the row sent.
+          logger.error({ outboundId, err }, 'sent, but the row could not be marked sent; the echo will reconcile it');
+          return;
+        }
+        await sleep(MARK_SENT_BACKOFF_MS * attempt);
+      }
+    }
+  }
+
   return {
-    async sendReply(input: SendReplyInput): Promise<{ messageId: string }> {
+    /** One send token of the channel, or how long the workflow should wait (durably) before asking again. */
+    async reserveSendSlot(input: { channelId: string }): Promise<SendSlot> {
+      try {
+        return await reserveSendSlot(pool, input.channelId);
+      } catch (err) {
+        if (err instanceof ChannelNotFoundError) throw ApplicationFailure.nonRetryable(err.message, 'ChannelMissing');
+        throw err;
+      }
+    },
+
+    /**
+     * Sends one outbound row. Idempotent across retries and crashes: a row that already reached
+     * Meta returns its mid without a second call. An answer lost after the request went out is
+     * `AmbiguousSend` (not retried here): the workflow waits for the echo of our metadata first.
+     */
+    async sendOutbound(rawInput: SendOutboundInput): Promise<{ messageId: string }> {
+      const parsed = sendOutboundSchema.safeParse(rawInput);
+      if (!parsed.success) {
+        const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+        throw ApplicationFailure.nonRetryable(`invalid sendOutbound input: ${problems}`, 'InvalidSendInput');
+      }
+      const input = parsed.data;
       const outbound = await getOutbound(pool, input.outboundId);
       if (!outbound) throw ApplicationFailure.nonRetryable(`outbound message ${input.outboundId} does not exist`, 'OutboundMissing');
-      // A previous attempt may have succeeded and crashed before returning: never send twice.
-      if (outbound.status === 'sent' && outbound.mid) return { messageId: outbound.mid };
+      if (ALREADY_SENT.has(outbound.status) && outbound.mid) return { messageId: outbound.mid };
+      if (!outbound.text) throw failure(`outbound message ${outbound.id} has no text`, 'OutboundEmpty', { errorClass: 'bad_request', reauth: false }, false);
 
       const channel = await loadChannelCredentials(pool, vault, input.channelId, 'graph.send');
       if (channel.status !== 'active') {
-        const details: SendFailureDetails = { errorClass: 'channel_inactive', reauth: false };
-        throw ApplicationFailure.create({ message: `channel is ${channel.status}`, type: 'ChannelInactive', nonRetryable: true, details: [details] });
+        throw failure(`channel is ${channel.status}`, 'ChannelInactive', { errorClass: 'channel_inactive', reauth: false }, false);
       }
+      const policy = input.messagingType === 'MESSAGE_TAG' ? { messagingType: input.messagingType, tag: input.tag } : { messagingType: input.messagingType };
+      const message = { text: outbound.text, metadata: OUTBOUND_METADATA_PREFIX + outbound.id };
+      const request: SendMessageRequest =
+        input.messagingType === 'MESSAGE_TAG'
+          ? { recipient: { id: input.customerId }, messaging_type: 'MESSAGE_TAG', tag: input.tag, message }
+          : { recipient: { id: input.customerId }, messaging_type: 'RESPONSE', message };
+      const log = { channelId: input.channelId, outboundId: outbound.id, messagingType: input.messagingType, attempt: activityInfo().attempt };
+
+      // An earlier attempt of this round that crashed or timed out may have reached Meta.
+      if (!(await claimSendRound(pool, outbound.id, input.round ?? 0))) {
+        logger.warn({ ...log, errorClass: 'ambiguous' }, 'an earlier attempt may have been sent; waiting for the echo');
+        throw failure('an earlier attempt of this send may have reached Meta', 'AmbiguousSend', { errorClass: 'ambiguous', reauth: false }, false);
+      }
+      let sent: Awaited<ReturnType<typeof graph.sendMessage>>;
       try {
-        const result = await graph.sendMessage(channel, {
-          recipient: { id: input.customerId },
-          messaging_type: 'RESPONSE',
-          message: { text: outbound.text ?? '', metadata: OUTBOUND_METADATA_PREFIX + outbound.id },
-        });
-        await markOutboundSent(pool, outbound.id, result.messageId);
-        return { messageId: result.messageId };
+        sent = await graph.sendMessage(channel, request);
       } catch (err) {
         if (!(err instanceof GraphApiError || err instanceof GraphNetworkError)) throw err;
+        if (err instanceof GraphNetworkError && err.ambiguous) {
+          logger.warn({ ...log, errorClass: 'ambiguous' }, 'send outcome unknown; waiting for the echo');
+          throw failure(err.message, 'AmbiguousSend', { errorClass: 'ambiguous', reauth: false }, false);
+        }
+        // A definite answer (an error, or nothing sent at all): another attempt cannot duplicate.
+        await releaseSendRound(pool, outbound.id);
         const c = classifyGraphError(err);
         const details: SendFailureDetails = {
           errorClass: c.errorClass,
           reauth: c.reauth,
           ...(err instanceof GraphApiError && { code: err.code, subcode: err.subcode, fbtraceId: err.fbtraceId }),
         };
-        logger.warn({ channelId: input.channelId, outboundId: outbound.id, ...details, retryable: c.retryable }, 'send failed');
-        throw ApplicationFailure.create({
-          message: err.message,
-          type: c.failureType,
-          nonRetryable: !c.retryable,
-          details: [details],
-          ...(c.retryAfterMs !== undefined && { nextRetryDelay: c.retryAfterMs }),
-        });
+        if (err instanceof GraphApiError) {
+          if (c.errorClass === 'rate_limited') {
+            const retryAfterMs = c.retryAfterMs ?? 0;
+            await feedUsage(input.channelId, { ...usageFeedback(err.usage), throttled: { code: err.code ?? err.httpStatus, retryAfterMs } });
+            details.retryAfterMs = retryAfterMs;
+            logger.warn({ ...log, ...details }, 'send throttled by Meta; channel paused');
+            // Not retried here: the workflow parks the send durably while the channel's pause holds the others back.
+            throw failure(err.message, c.failureType, details, false);
+          }
+          const feedback = usageFeedback(err.usage);
+          if (Object.keys(feedback).length > 0) await feedUsage(input.channelId, feedback);
+        }
+        logger.warn({ ...log, ...details, retryable: c.retryable }, 'send failed');
+        throw failure(err.message, c.failureType, details, c.retryable);
       }
+      await recordSent(outbound.id, sent.messageId, policy);
+      const feedback = usageFeedback(sent.usage);
+      if (Object.keys(feedback).length > 0) await feedUsage(input.channelId, feedback);
+      logger.info({ ...log }, 'sent');
+      return { messageId: sent.messageId };
     },
+  };
+}
+
+function usageFeedback(usage: { maxPercent: number | undefined; regainAccessSeconds: number | undefined }): UsageFeedback {
+  return {
+    ...(usage.maxPercent !== undefined && { maxPercent: usage.maxPercent }),
+    ...(usage.regainAccessSeconds !== undefined && { regainAccessSeconds: usage.regainAccessSeconds }),
   };
 }

@@ -1,5 +1,6 @@
 import { GraphApiError, GraphNetworkError, type MetaErrorBody } from './graph-errors';
 import type { GraphApi } from '../db/channels';
+import { parseUsage, type UsageReport } from './usage-headers';
 
 export interface GraphClientOptions {
   /** graph.facebook.com (Page tokens) or the sandbox. */
@@ -16,28 +17,17 @@ export interface SendTarget {
   accessToken: string;
 }
 
-export interface SendMessageRequest {
+/** Contract §3.2: `tag` sits beside `messaging_type` (not inside `message`) and only with MESSAGE_TAG. */
+export type SendMessageRequest = {
   recipient: { id: string };
-  messaging_type: 'RESPONSE' | 'UPDATE' | 'MESSAGE_TAG';
   message: { text: string; metadata?: string };
-  tag?: 'HUMAN_AGENT';
-}
+} & ({ messaging_type: 'RESPONSE' | 'UPDATE'; tag?: never } | { messaging_type: 'MESSAGE_TAG'; tag: 'HUMAN_AGENT' });
 
 export interface SendMessageResult {
   recipientId: string | undefined;
   messageId: string;
-}
-
-/** `X-Business-Use-Case-Usage`: {"<id>":[{"estimated_time_to_regain_access": <minutes>, …}]}. */
-export function regainAccessSeconds(header: string | null): number | undefined {
-  if (!header) return undefined;
-  try {
-    const usage = JSON.parse(header) as Record<string, Array<{ estimated_time_to_regain_access?: number }>>;
-    const minutes = Math.max(0, ...Object.values(usage).flat().map((u) => u.estimated_time_to_regain_access ?? 0));
-    return minutes > 0 ? minutes * 60 : undefined;
-  } catch {
-    return undefined;
-  }
+  /** Meta's usage headers on the answer, for the channel's send budget. */
+  usage: UsageReport;
 }
 
 export class GraphClient {
@@ -64,7 +54,15 @@ export class GraphClient {
       const ambiguous = !(cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOTFOUND');
       throw new GraphNetworkError(`Graph API request failed: ${(err as Error).name}${cause?.code ? ` (${cause.code})` : ''}`, ambiguous);
     }
-    const text = await res.text();
+    const usage = parseUsage(res.headers);
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      // A refusal stays a refusal without its body; a success cut off may or may not have been accepted.
+      if (!res.ok) throw new GraphApiError(res.status, undefined, usage);
+      throw new GraphNetworkError(`Graph API answer was cut off: ${(err as Error).name}`, true);
+    }
     let json: unknown;
     try {
       json = text ? JSON.parse(text) : undefined;
@@ -73,10 +71,11 @@ export class GraphClient {
     }
     if (!res.ok) {
       const error = (json as { error?: MetaErrorBody } | undefined)?.error;
-      throw new GraphApiError(res.status, error, regainAccessSeconds(res.headers.get('x-business-use-case-usage')));
+      throw new GraphApiError(res.status, error, usage);
     }
     const ok = json as { recipient_id?: string; message_id?: string } | undefined;
-    if (!ok?.message_id) throw new GraphApiError(res.status, { message: 'success response without message_id', code: 1 });
-    return { recipientId: ok.recipient_id, messageId: ok.message_id };
+    // A 2xx we cannot read (a proxy's page, a truncated body) may still have been delivered: retrying blindly could send twice.
+    if (!ok?.message_id) throw new GraphNetworkError(`Graph API answered HTTP ${res.status} without a message_id`, true);
+    return { recipientId: ok.recipient_id, messageId: ok.message_id, usage };
   }
 }

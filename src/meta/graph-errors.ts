@@ -1,3 +1,5 @@
+import type { UsageReport } from './usage-headers';
+
 /**
  * Graph API errors, typed and classified once (meta-api-contract §4.2). Classification uses
  * `code` / `error_subcode` only: message texts change and HTTP statuses vary (400 vs 403).
@@ -16,12 +18,14 @@ export class GraphApiError extends Error {
   readonly subcode: number | undefined;
   readonly fbtraceId: string | undefined;
   readonly errorType: string | undefined;
+  /** Seconds until Meta lets us call again, from the BUC usage header, when it said so. */
+  readonly regainAccessSeconds: number | undefined;
 
   constructor(
     readonly httpStatus: number,
     body: MetaErrorBody | undefined,
-    /** Seconds until Meta lets us call again, from the BUC usage header, when it said so. */
-    readonly regainAccessSeconds?: number,
+    /** The usage headers of the error answer: throttling answers say how long to stay away. */
+    readonly usage: UsageReport = { maxPercent: undefined, regainAccessSeconds: undefined },
   ) {
     // Meta's message can echo request details; keep it out of our message, keep the codes.
     super(`Graph API error: HTTP ${httpStatus}, code ${body?.code ?? 'none'}${body?.error_subcode ? `/${body.error_subcode}` : ''}`);
@@ -30,6 +34,7 @@ export class GraphApiError extends Error {
     this.subcode = body?.error_subcode;
     this.fbtraceId = body?.fbtrace_id;
     this.errorType = body?.type;
+    this.regainAccessSeconds = usage.regainAccessSeconds;
   }
 }
 

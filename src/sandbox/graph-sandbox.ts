@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { z } from 'zod';
 
@@ -6,8 +6,33 @@ import { z } from 'zod';
  * A local stand-in for Meta's Graph API (Send API for now). Meta is unreachable from CI and dev
  * machines, so tests and the dev stack point GRAPH_API_BASE / INSTAGRAM_API_BASE here. It answers
  * with the shapes of meta-api-contract.md §3–§4, records every call (with tokens hashed, never in
- * clear) and lets a test queue faults: Meta errors, slow answers, or a request that is accepted
- * and never answered — the ambiguous send that makes POST /messages non-idempotent (§4.2).
+ * clear) and lets a test queue faults (`failNext`, `POST /_sandbox/faults`):
+ *
+ * - Meta errors by preset (`token_expired`, `rate_limit`, `outside_window`, `ig_outside_window`,
+ *   `user_unavailable`, `permission_denied`, `server_error`) or as a custom `error` object;
+ * - `timeout`: the request is recorded (status 0) but never accepted and never answered; the
+ *   socket is dropped after `delayMs` (default 30 s), so the client times out first;
+ * - `drop_after_accept`: the message IS accepted — recorded with its `messageId` (status 0) and
+ *   echoed — but the socket is dropped without an answer (after `delayMs`, default at once). This
+ *   is the ambiguous send that makes POST /messages non-idempotent (§4.2): the customer got the
+ *   message and the client cannot know. A request the Send API would refuse is answered normally.
+ *
+ * Echoes (`echo` option, `POST|DELETE|GET /_sandbox/echo`): after each accepted Send API message
+ * the sandbox POSTs a signed webhook delivery (`X-Hub-Signature-256: sha256=<HMAC of the raw body
+ * with appSecret>`, non-ASCII escaped as `\uXXXX` like Meta) to `webhookUrl`, `delayMs` later: a
+ * `message_echoes` event in the shape of meta-fixtures/messenger-echo.json — `sender` = the account,
+ * `recipient` = the customer, `message{mid, is_echo, app_id, metadata, text}`. The entry id is the
+ * account id of the URL path; `/me/messages` resolves through `echo.accounts[].accessToken` (no
+ * match: the echo is skipped and logged in the deliveries). The envelope's `object` is the
+ * account's `echo.accounts[].object`, else `instagram` for Instagram-Login tokens (`IG…`) and
+ * `page` for the rest. Best effort, like Meta: no retries, a failure is only recorded.
+ *
+ * Usage headers (`usage` option, `POST|DELETE|GET /_sandbox/usage`): every Graph answer carries
+ * `X-App-Usage` (zeros unless set) and, when set, `X-Business-Use-Case-Usage`, so clients'
+ * adaptive backoff can be driven from a test.
+ *
+ * `reset()` clears records, faults and echo deliveries and restores echo and usage to the options
+ * the sandbox started with.
  *
  * Adding an endpoint (OAuth, debug_token, subscribed_apps, …) means adding one entry to
  * `graphRoutes`; versioning, auth, body parsing, recording, faults and latency are shared.
@@ -25,6 +50,7 @@ const ERROR_PRESET_NAMES = [
   'permission_denied',
   'server_error',
   'timeout',
+  'drop_after_accept',
 ] as const;
 
 export type ErrorPreset = (typeof ERROR_PRESET_NAMES)[number];
@@ -50,8 +76,10 @@ export interface RecordedRequest {
   body: unknown;
   /** Epoch ms. */
   receivedAt: number;
-  /** HTTP status we answered; 0 when the call was deliberately left unanswered (`timeout` fault). */
+  /** HTTP status we answered; 0 when the call was deliberately left unanswered (`timeout`, `drop_after_accept`). */
   status: number;
+  /** The `message_id` of an accepted message (also when the answer was dropped). */
+  messageId?: string;
   /** `sha256:` + first 16 hex chars of sha256(token), whichever way the token was passed. */
   tokenHash?: string;
 }
@@ -66,8 +94,68 @@ export interface FaultSpec {
   error?: GraphErrorFields;
   /** Substring of the request path; absent = any Graph call. */
   match?: string;
-  /** Delay before answering; for `timeout`, how long to hold the request before dropping the socket (default 30 000). */
+  /**
+   * Delay before answering; for `timeout`, how long to hold the request before dropping the
+   * socket (default 30 000); for `drop_after_accept`, how long after accepting (default 0).
+   */
   delayMs?: number;
+}
+
+export type WebhookObject = 'page' | 'instagram';
+
+export interface EchoAccount {
+  /** Page ID or Instagram professional account ID. */
+  id: string;
+  /** Webhook `object` of this account's echoes. */
+  object?: WebhookObject;
+  /** Lets `/me/messages` calls with this token resolve to `id` (kept as a fingerprint only). */
+  accessToken?: string;
+}
+
+export interface EchoOptions {
+  /** Where the signed `message_echoes` deliveries go (the gateway's webhook route). */
+  webhookUrl: string;
+  /** The Meta app secret the gateway verifies `X-Hub-Signature-256` with. */
+  appSecret: string;
+  /** Delay between accepting a message and delivering its echo (default 0). */
+  delayMs?: number;
+  /** `message.app_id` of the echoes (default the fixtures' app, 618273940215567). */
+  appId?: number;
+  accounts?: EchoAccount[];
+}
+
+export interface EchoDelivery {
+  mid: string;
+  object: WebhookObject;
+  /** The entry id; undefined when `/me` could not be resolved. */
+  accountId: string | undefined;
+  /** Epoch ms of the attempt. */
+  at: number;
+  /** HTTP status of the webhook's answer; absent when the delivery failed or was skipped. */
+  status?: number;
+  error?: string;
+}
+
+export interface AppUsage {
+  call_count: number;
+  total_time: number;
+  total_cputime: number;
+}
+
+export interface BusinessUseCaseUsageEntry {
+  type: string;
+  call_count: number;
+  total_cputime: number;
+  total_time: number;
+  /** Minutes; Meta sets it when the business object is throttled. */
+  estimated_time_to_regain_access?: number;
+}
+
+export interface UsageOptions {
+  /** `X-App-Usage` (percentages); missing counters are 0. */
+  appUsage?: Partial<AppUsage>;
+  /** `X-Business-Use-Case-Usage`, keyed by business object id; absent: no header. */
+  businessUseCaseUsage?: Record<string, BusinessUseCaseUsageEntry[]>;
 }
 
 export interface GraphSandbox {
@@ -78,6 +166,14 @@ export interface GraphSandbox {
   reset(): void;
   /** Queues a fault; throws if the spec is invalid. */
   failNext(spec: FaultSpec): void;
+  /** Turns echoes on (or off with null); throws if the options are invalid. */
+  setEcho(echo: EchoOptions | null): void;
+  /** Echo deliveries attempted so far, oldest first. */
+  echoes(): EchoDelivery[];
+  /** Resolves when every echo scheduled so far has been delivered (or has failed). */
+  echoesSettled(): Promise<void>;
+  /** Replaces the usage headers of every later answer; throws if invalid. */
+  setUsage(usage: UsageOptions): void;
   close(): Promise<void>;
 }
 
@@ -88,6 +184,10 @@ export interface GraphSandboxOptions {
   latencyMs?: number;
   /** Records kept before the oldest are dropped (default 100 000). */
   maxRecords?: number;
+  /** Deliver signed echoes of accepted messages to a webhook. */
+  echo?: EchoOptions;
+  /** Usage headers on every Graph answer. */
+  usage?: UsageOptions;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,14 +199,17 @@ const DEFAULT_TIMEOUT_HOLD_MS = 30_000;
 /** Past this we stop draining an oversized upload and drop the socket; the 413 is already lost by then. */
 const MAX_DRAIN_BYTES = 16 * MAX_BODY_BYTES;
 
-const APP_USAGE_HEADER = JSON.stringify({ call_count: 0, total_time: 0, total_cputime: 0 });
+/** The app the fixtures' echoes come from (meta-fixtures/README.md). */
+export const SANDBOX_APP_ID = 618273940215567;
+const DEFAULT_ECHO_TIMEOUT_MS = 10_000;
+const MAX_ECHO_RECORDS = 1_000;
 
 const SENDER_ACTIONS = new Set(['typing_on', 'typing_off', 'mark_seen', 'react', 'unreact']);
 const MESSAGING_TYPES = new Set(['RESPONSE', 'UPDATE', 'MESSAGE_TAG']);
 const MAX_TEXT_CHARS = 2000;
 const MAX_METADATA_CHARS = 1000;
 
-type StaticPreset = Exclude<ErrorPreset, 'timeout'>;
+type StaticPreset = Exclude<ErrorPreset, 'timeout' | 'drop_after_accept'>;
 
 /** Built per answer because the token-expiry text carries timestamps. */
 function presetError(preset: StaticPreset, now: number): { status: number; error: GraphErrorFields } {
@@ -232,6 +335,47 @@ function describeIssues(error: z.ZodError): string {
 export function parseFaultSpec(input: unknown): { ok: true; spec: FaultSpec } | { ok: false; error: string } {
   const parsed = faultSpecSchema.safeParse(input);
   return parsed.success ? { ok: true, spec: parsed.data } : { ok: false, error: describeIssues(parsed.error) };
+}
+
+// Echo and usage options (shared by the options, the setters and the control routes); strict for
+// the same reason as fault specs.
+
+const numericId = z.string().regex(/^\d+$/, 'must be a numeric ID string');
+
+const echoOptionsSchema = z.strictObject({
+  webhookUrl: z.url({ protocol: /^https?$/ }),
+  appSecret: z.string().min(1),
+  delayMs: z.number().int().min(0).max(600_000).optional(),
+  appId: z.number().int().positive().optional(),
+  accounts: z
+    .array(z.strictObject({ id: numericId, object: z.enum(['page', 'instagram']).optional(), accessToken: z.string().min(1).optional() }))
+    .optional(),
+});
+
+const percentSchema = z.number().min(0);
+
+const usageOptionsSchema = z.strictObject({
+  appUsage: z.strictObject({ call_count: percentSchema, total_time: percentSchema, total_cputime: percentSchema }).partial().optional(),
+  businessUseCaseUsage: z
+    .record(
+      numericId,
+      z.array(
+        z.strictObject({
+          type: z.string().min(1),
+          call_count: percentSchema,
+          total_cputime: percentSchema,
+          total_time: percentSchema,
+          estimated_time_to_regain_access: z.number().min(0).optional(),
+        }),
+      ).min(1),
+    )
+    .optional(),
+});
+
+function parseOptions<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw new Error(`invalid ${what}: ${describeIssues(parsed.error)}`);
+  return parsed.data;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,9 +521,21 @@ function bearerToken(header: string | undefined): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // Graph routes
 
+/** A message the Send API took: what its echo and its record need. */
+interface AcceptedMessage {
+  /** The URL's node: an account id or `me`. */
+  node: string;
+  recipientId: string;
+  messageId: string;
+  text?: string;
+  metadata?: string;
+  attachment?: Record<string, unknown>;
+}
+
 interface Reply {
   status: number;
   body?: unknown;
+  accepted?: AcceptedMessage;
 }
 
 interface GraphCall {
@@ -476,9 +632,18 @@ function sendMessage(call: GraphCall): Reply {
     return paramError('param tag is required when messaging_type is MESSAGE_TAG');
   }
 
+  const messageId = 'm_' + randomBytes(32).toString('base64url');
   return {
     status: 200,
-    body: { recipient_id: recipientId, message_id: 'm_' + randomBytes(32).toString('base64url') },
+    body: { recipient_id: recipientId, message_id: messageId },
+    accepted: {
+      node,
+      recipientId,
+      messageId,
+      ...(typeof text === 'string' && { text }),
+      ...(typeof metadata === 'string' && { metadata }),
+      ...(isPlainObject(attachment) && { attachment }),
+    },
   };
 }
 
@@ -522,6 +687,91 @@ function routeGraphCall(base: Omit<GraphCall, 'params' | 'graphPath' | 'body'>, 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Echoes and usage headers
+
+/** Echo settings as kept: tokens only as fingerprints, defaults applied. */
+interface EchoConfig {
+  webhookUrl: string;
+  appSecret: string;
+  delayMs: number;
+  appId: number;
+  accounts: Array<{ id: string; object?: WebhookObject; tokenHash?: string }>;
+}
+
+function echoConfig(input: unknown): EchoConfig {
+  const o = parseOptions(echoOptionsSchema, input, 'echo options');
+  return {
+    webhookUrl: o.webhookUrl,
+    appSecret: o.appSecret,
+    delayMs: o.delayMs ?? 0,
+    appId: o.appId ?? SANDBOX_APP_ID,
+    accounts: (o.accounts ?? []).map((a) => ({
+      id: a.id,
+      ...(a.object && { object: a.object }),
+      ...(a.accessToken && { tokenHash: tokenFingerprint(a.accessToken) }),
+    })),
+  };
+}
+
+/** Meta serializes webhook bodies with non-ASCII escaped; a verifier that re-serializes would fail, as it should. */
+function metaJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+}
+
+/** The `message_echoes` delivery for an accepted message, in the shape of meta-fixtures/messenger-echo.json. */
+function echoDelivery(
+  msg: AcceptedMessage,
+  config: EchoConfig,
+  token: string | undefined,
+  now: number,
+): { object: WebhookObject; accountId: string | undefined; body?: string } {
+  const tokenHash = token === undefined ? undefined : tokenFingerprint(token);
+  const account =
+    msg.node === 'me' ? config.accounts.find((a) => a.tokenHash !== undefined && a.tokenHash === tokenHash) : config.accounts.find((a) => a.id === msg.node);
+  const accountId = msg.node === 'me' ? account?.id : msg.node;
+  // Instagram-Login user tokens start with "IG"; Page tokens with "EAA".
+  const object: WebhookObject = account?.object ?? (token?.startsWith('IG') ? 'instagram' : 'page');
+  if (accountId === undefined) return { object, accountId };
+  const attachment = msg.attachment;
+  const payload = isPlainObject(attachment?.['payload']) ? (attachment['payload'] as Record<string, unknown>) : undefined;
+  const body = {
+    object,
+    entry: [
+      {
+        id: accountId,
+        time: now,
+        messaging: [
+          {
+            sender: { id: accountId },
+            recipient: { id: msg.recipientId },
+            timestamp: now,
+            message: {
+              mid: msg.messageId,
+              is_echo: true,
+              app_id: config.appId,
+              ...(msg.metadata !== undefined && { metadata: msg.metadata }),
+              ...(msg.text !== undefined && { text: msg.text }),
+              ...(attachment && {
+                attachments: [{ type: attachment['type'], payload: typeof payload?.['url'] === 'string' ? { url: payload['url'] } : {} }],
+              }),
+            },
+          },
+        ],
+      },
+    ],
+  };
+  return { object, accountId, body: metaJson(body) };
+}
+
+function usageHeaders(usage: UsageOptions): Record<string, string> {
+  const app = { call_count: 0, total_time: 0, total_cputime: 0, ...usage.appUsage };
+  return {
+    'X-App-Usage': JSON.stringify(app),
+    ...(usage.businessUseCaseUsage && { 'X-Business-Use-Case-Usage': JSON.stringify(usage.businessUseCaseUsage) }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Server
 
 interface QueuedFault {
@@ -537,6 +787,13 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
   // Tracked so close() can cancel held/delayed answers; otherwise a 30 s timeout fault keeps jest alive.
   const timers = new Set<NodeJS.Timeout>();
   let closed: Promise<void> | undefined;
+  const initialEcho = opts.echo ? echoConfig(opts.echo) : null;
+  const initialUsage = parseOptions(usageOptionsSchema, opts.usage ?? {}, 'usage options');
+  let echo: EchoConfig | null = initialEcho;
+  let usage: UsageOptions = initialUsage;
+  const echoLog = new RingBuffer<EchoDelivery>(MAX_ECHO_RECORDS);
+  // Scheduled and in-flight echoes, each with a way to give up on it when the sandbox closes.
+  const pendingEchoes = new Map<Promise<void>, () => void>();
 
   function later(ms: number, fn: () => void): NodeJS.Timeout {
     const t = setTimeout(() => {
@@ -562,9 +819,57 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
     return f.spec;
   }
 
+  /** Schedules the echo of an accepted message; never throws, failures end up in the echo log. */
+  function scheduleEcho(msg: AcceptedMessage, token: string | undefined): void {
+    const config = echo;
+    if (!config || closed) return;
+    let settle!: () => void;
+    const done = new Promise<void>((resolve) => (settle = resolve));
+    const timer = later(config.delayMs, () => {
+      deliverEcho(msg, config, token).finally(() => {
+        pendingEchoes.delete(done);
+        settle();
+      });
+    });
+    pendingEchoes.set(done, () => {
+      clearTimeout(timer);
+      timers.delete(timer);
+      settle();
+    });
+  }
+
+  async function deliverEcho(msg: AcceptedMessage, config: EchoConfig, token: string | undefined): Promise<void> {
+    const at = Date.now();
+    let entry: EchoDelivery | undefined;
+    try {
+      const delivery = echoDelivery(msg, config, token, at);
+      entry = { mid: msg.messageId, object: delivery.object, accountId: delivery.accountId, at };
+      if (delivery.body === undefined) {
+        entry.error = 'cannot resolve /me to an account: pass echo.accounts with its accessToken';
+        return;
+      }
+      const signature = 'sha256=' + createHmac('sha256', config.appSecret).update(delivery.body, 'utf8').digest('hex');
+      const res = await fetch(config.webhookUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-hub-signature-256': signature },
+        body: delivery.body,
+        signal: AbortSignal.timeout(DEFAULT_ECHO_TIMEOUT_MS),
+      });
+      await res.arrayBuffer().catch(() => undefined);
+      entry.status = res.status;
+    } catch (err) {
+      entry ??= { mid: msg.messageId, object: 'page', accountId: undefined, at };
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const why = cause?.code ?? cause?.message;
+      entry.error = `${(err as Error).name ?? 'Error'}${why ? ` (${why})` : ''}`;
+    } finally {
+      if (entry) echoLog.push(entry);
+    }
+  }
+
   function sendJson(res: http.ServerResponse, status: number, body: unknown, graph: boolean): void {
     if (res.destroyed || res.writableEnded) return;
-    if (graph) res.setHeader('X-App-Usage', APP_USAGE_HEADER);
+    if (graph) for (const [name, value] of Object.entries(usageHeaders(usage))) res.setHeader(name, value);
     if (body === undefined) {
       res.writeHead(status).end();
       return;
@@ -611,7 +916,7 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
       recordedBody = token && tokenHash ? parsed.raw.split(token).join(tokenHash) : parsed.raw;
     }
 
-    const record = (status: number) =>
+    const record = (status: number, messageId?: string) =>
       records.push({
         method,
         path,
@@ -620,6 +925,7 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
         receivedAt,
         status,
         ...(tokenHash === undefined ? {} : { tokenHash }),
+        ...(messageId === undefined ? {} : { messageId }),
       });
 
     if (read.tooLarge) {
@@ -645,7 +951,7 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
       });
       return;
     }
-    if (fault) {
+    if (fault && fault.preset !== 'drop_after_accept') {
       const base = fault.preset ? presetError(fault.preset, Date.now()) : { status: 400, error: fault.error! };
       const reply = metaError(fault.status ?? base.status, base.error);
       record(reply.status);
@@ -654,7 +960,20 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
     }
 
     const reply = routeGraphCall({ method, path, query, ...(token === undefined ? {} : { token }) }, parsed);
-    record(reply.status);
+    if (reply.accepted) scheduleEcho(reply.accepted, token);
+    if (fault?.preset === 'drop_after_accept' && reply.accepted) {
+      record(0, reply.accepted.messageId);
+      // Accepted, then the answer is lost: the customer has the message, the client cannot know.
+      const drop = () => void req.socket.destroy();
+      if (!fault.delayMs) return drop();
+      const t = later(fault.delayMs, drop);
+      res.on('close', () => {
+        clearTimeout(t);
+        timers.delete(t);
+      });
+      return;
+    }
+    record(reply.status, reply.accepted?.messageId);
     answerGraph(res, reply, 0);
   }
 
@@ -674,6 +993,47 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
       },
       DELETE: () => {
         records.clear();
+        return { status: 204 };
+      },
+    },
+    '/_sandbox/echo': {
+      GET: () => ({
+        status: 200,
+        body: {
+          // The app secret stays out: the dev sandbox may listen beyond localhost.
+          echo: echo && { webhookUrl: echo.webhookUrl, delayMs: echo.delayMs, appId: echo.appId, accounts: echo.accounts },
+          deliveries: echoLog.toArray(),
+        },
+      }),
+      POST: (_url, body) => {
+        if (body === null) {
+          echo = null;
+          return { status: 204 };
+        }
+        try {
+          echo = echoConfig(body);
+        } catch (err) {
+          return { status: 400, body: { error: (err as Error).message } };
+        }
+        return { status: 204 };
+      },
+      DELETE: () => {
+        echo = null;
+        return { status: 204 };
+      },
+    },
+    '/_sandbox/usage': {
+      GET: () => ({ status: 200, body: usage }),
+      POST: (_url, body) => {
+        try {
+          usage = parseOptions(usageOptionsSchema, body ?? {}, 'usage options');
+        } catch (err) {
+          return { status: 400, body: { error: (err as Error).message } };
+        }
+        return { status: 204 };
+      },
+      DELETE: () => {
+        usage = {};
         return { status: 204 };
       },
     },
@@ -753,10 +1113,25 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
     reset: () => {
       records.clear();
       faults = [];
+      echoLog.clear();
+      echo = initialEcho;
+      usage = initialUsage;
     },
     failNext,
+    setEcho: (options) => {
+      echo = options === null ? null : echoConfig(options);
+    },
+    echoes: () => echoLog.toArray().map((e) => ({ ...e })),
+    echoesSettled: async () => {
+      while (pendingEchoes.size > 0) await Promise.all([...pendingEchoes.keys()]);
+    },
+    setUsage: (options) => {
+      usage = parseOptions(usageOptionsSchema, options, 'usage options');
+    },
     close: () => {
       closed ??= new Promise<void>((resolve, reject) => {
+        for (const cancel of pendingEchoes.values()) cancel();
+        pendingEchoes.clear();
         for (const t of timers) clearTimeout(t);
         timers.clear();
         server.close((err) => (err ? reject(err) : resolve()));

@@ -5,7 +5,9 @@ import { startGraphSandbox } from './graph-sandbox';
  * Runs the Graph API sandbox on its own for the dev stack and benchmarks:
  *   node --import tsx src/sandbox/main.ts
  * Reads only its own variables, so it starts without the database/Temporal/Meta secrets that
- * src/config.ts requires.
+ * src/config.ts requires. Echoes of accepted messages are delivered, signed with META_APP_SECRET,
+ * to GRAPH_SANDBOX_ECHO_WEBHOOK_URL (e.g. http://127.0.0.1:3000/webhooks/meta) when it is set,
+ * GRAPH_SANDBOX_ECHO_DELAY_MS after the send.
  */
 
 // An exported-but-empty variable (`GRAPH_SANDBOX_PORT=`) means "use the default", not port 0.
@@ -15,6 +17,12 @@ const envSchema = z.object({
   GRAPH_SANDBOX_HOST: z.preprocess(unsetIfEmpty, z.string().min(1).default('127.0.0.1')),
   GRAPH_SANDBOX_PORT: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(65535).default(3900)),
   GRAPH_SANDBOX_LATENCY_MS: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(600_000).default(0)),
+  GRAPH_SANDBOX_ECHO_WEBHOOK_URL: z.preprocess(unsetIfEmpty, z.url({ protocol: /^https?$/ }).optional()),
+  GRAPH_SANDBOX_ECHO_DELAY_MS: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(600_000).default(0)),
+  META_APP_SECRET: z.preprocess(unsetIfEmpty, z.string().min(8).optional()),
+}).refine((env) => env.GRAPH_SANDBOX_ECHO_WEBHOOK_URL === undefined || env.META_APP_SECRET !== undefined, {
+  message: 'META_APP_SECRET is required to sign echoes when GRAPH_SANDBOX_ECHO_WEBHOOK_URL is set',
+  path: ['META_APP_SECRET'],
 });
 
 async function main(): Promise<void> {
@@ -30,8 +38,13 @@ async function main(): Promise<void> {
     host: env.data.GRAPH_SANDBOX_HOST,
     port: env.data.GRAPH_SANDBOX_PORT,
     latencyMs: env.data.GRAPH_SANDBOX_LATENCY_MS,
+    ...(env.data.GRAPH_SANDBOX_ECHO_WEBHOOK_URL &&
+      env.data.META_APP_SECRET && {
+        echo: { webhookUrl: env.data.GRAPH_SANDBOX_ECHO_WEBHOOK_URL, appSecret: env.data.META_APP_SECRET, delayMs: env.data.GRAPH_SANDBOX_ECHO_DELAY_MS },
+      }),
   });
   process.stdout.write(`graph sandbox listening on ${sandbox.url}\n`);
+  if (env.data.GRAPH_SANDBOX_ECHO_WEBHOOK_URL) process.stdout.write(`graph sandbox: echoes go to ${env.data.GRAPH_SANDBOX_ECHO_WEBHOOK_URL}\n`);
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

@@ -1,10 +1,17 @@
 import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseUsage } from '../../src/meta/usage-headers';
+import { verifySignature } from '../../src/meta/signature';
+import { parseWebhookPayload } from '../../src/meta/webhook-events';
 import {
   MAX_BODY_BYTES,
+  SANDBOX_APP_ID,
   startGraphSandbox,
   type ErrorPreset,
   type GraphSandbox,
 } from '../../src/sandbox/graph-sandbox';
+import type { EchoEvent } from '../../src/shared/types';
 
 const TOKEN = 'EAAGtestPageToken_DO_NOT_LEAK_9f8e7d';
 const PAGE_ID = '104829376511820';
@@ -606,6 +613,304 @@ describe('lifecycle and latency', () => {
     // fetch's TypeError comes from Node's realm, not jest's, so instanceof Error would fail here.
     expect(await held).toHaveProperty('message', 'fetch failed');
     await expect(fetch(`${other.url}/_sandbox/health`)).rejects.toThrow();
+  });
+});
+
+describe('drop_after_accept: the ambiguous send that reached the customer', () => {
+  it('accepts the message (recorded with its message_id) and drops the socket without an answer', async () => {
+    sandbox.failNext({ count: 1, preset: 'drop_after_accept' });
+    const err = (await send(undefined, textBody('did it arrive?')).catch((e: unknown) => e)) as { message: string; cause?: { code?: string } };
+    // A reset, not a refusal: the client cannot tell whether Meta took it.
+    expect(err.message).toBe('fetch failed');
+    expect(err.cause?.code).not.toBe('ECONNREFUSED');
+    const [rec] = sandbox.requests();
+    expect(rec).toMatchObject({ status: 0, body: textBody('did it arrive?') });
+    expect(rec!.messageId).toMatch(MESSAGE_ID);
+    // The fault is used up: the next call is answered.
+    expect((await send()).status).toBe(200);
+  });
+
+  it('holds the accepted request for delayMs before dropping it', async () => {
+    sandbox.failNext({ count: 1, preset: 'drop_after_accept', delayMs: 150 });
+    const started = Date.now();
+    await expect(send()).rejects.toThrow();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    expect(sandbox.requests()[0]!.messageId).toMatch(MESSAGE_ID);
+  });
+
+  it('answers a request the Send API would refuse with its error, as Meta would', async () => {
+    sandbox.failNext({ count: 1, preset: 'drop_after_accept' });
+    const res = await send(undefined, { recipient: { id: PSID }, messaging_type: 'RESPONSE', message: {} });
+    expect(res.status).toBe(400);
+    expect(sandbox.requests()[0]).not.toHaveProperty('messageId');
+  });
+
+  it('differs from timeout, which is never accepted', async () => {
+    sandbox.failNext({ count: 1, preset: 'timeout', delayMs: 50 });
+    await expect(send()).rejects.toThrow();
+    expect(sandbox.requests()[0]).toMatchObject({ status: 0 });
+    expect(sandbox.requests()[0]).not.toHaveProperty('messageId');
+  });
+});
+
+interface Received {
+  headers: http.IncomingHttpHeaders;
+  raw: Buffer;
+}
+
+/** A stand-in for the gateway's webhook route: records what it receives, answers 200. */
+async function startWebhookReceiver(status = 200): Promise<{ url: string; received: Received[]; close(): Promise<void> }> {
+  const received: Received[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      received.push({ headers: req.headers, raw: Buffer.concat(chunks) });
+      res.writeHead(status).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhooks/meta`,
+    received,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('echoes', () => {
+  const APP_SECRET = 'sandbox-echo-secret';
+  const IG_ID = '17841469920315587';
+  const IGSID = '1128374650392817';
+  let receiver: Awaited<ReturnType<typeof startWebhookReceiver>>;
+
+  beforeEach(async () => {
+    receiver = await startWebhookReceiver();
+  });
+  afterEach(async () => {
+    sandbox.setEcho(null);
+    await receiver.close();
+  });
+
+  function verifiedEcho(r: Received): { object: string; echo: EchoEvent } {
+    expect(r.headers['content-type']).toBe('application/json');
+    expect(verifySignature(r.headers['x-hub-signature-256'] as string, r.raw, [APP_SECRET])).toBe(0);
+    expect(verifySignature(r.headers['x-hub-signature-256'] as string, r.raw, ['another-secret'])).toBe(-1);
+    const parsed = parseWebhookPayload(JSON.parse(r.raw.toString('utf8')));
+    expect(parsed.unsupported).toEqual([]);
+    expect(parsed.events).toHaveLength(1);
+    expect(parsed.events[0]!.kind).toBe('echo');
+    return { object: parsed.object, echo: parsed.events[0] as EchoEvent };
+  }
+
+  it('delivers a signed message_echoes event for each accepted message, in the shape our parser reads', async () => {
+    sandbox.setEcho({ webhookUrl: receiver.url, appSecret: APP_SECRET });
+    const before = Date.now();
+    const res = await send(undefined, {
+      recipient: { id: PSID },
+      messaging_type: 'RESPONSE',
+      message: { text: 'Ja, Größe M ist noch da 👍', metadata: 'sb:out:5f0c7d52-3f6e-4a34-9d1e-2b7c1a9e8f00' },
+    });
+    const { message_id } = (await res.json()) as { message_id: string };
+    await sandbox.echoesSettled();
+
+    expect(receiver.received).toHaveLength(1);
+    // Meta escapes non-ASCII; the signature is over exactly these bytes.
+    expect(receiver.received[0]!.raw.toString('utf8')).toContain('Gr\\u00f6\\u00dfe');
+    const { object, echo } = verifiedEcho(receiver.received[0]!);
+    expect(object).toBe('page');
+    expect(echo).toMatchObject({
+      kind: 'echo',
+      platform: 'messenger',
+      accountId: PAGE_ID,
+      customerId: PSID,
+      mid: message_id,
+      text: 'Ja, Größe M ist noch da 👍',
+      metadata: 'sb:out:5f0c7d52-3f6e-4a34-9d1e-2b7c1a9e8f00',
+      appId: String(SANDBOX_APP_ID),
+    });
+    expect(echo.timestamp).toBeGreaterThanOrEqual(before);
+    expect(sandbox.echoes()).toEqual([expect.objectContaining({ mid: message_id, object: 'page', accountId: PAGE_ID, status: 200 })]);
+  });
+
+  it('echoes a dropped-but-accepted send too (drop_after_accept), and never a refused one', async () => {
+    sandbox.setEcho({ webhookUrl: receiver.url, appSecret: APP_SECRET });
+    sandbox.failNext({ count: 1, preset: 'drop_after_accept' });
+    await expect(send(undefined, { recipient: { id: PSID }, messaging_type: 'RESPONSE', message: { text: 'lost answer', metadata: 'sb:out:x' } })).rejects.toThrow();
+    sandbox.failNext({ count: 1, preset: 'rate_limit' });
+    expect((await send()).status).toBe(400);
+    sandbox.failNext({ count: 1, preset: 'timeout', delayMs: 20 });
+    await expect(send()).rejects.toThrow();
+    expect((await send(undefined, { recipient: { id: PSID }, sender_action: 'typing_on' })).status).toBe(200);
+    await sandbox.echoesSettled();
+
+    expect(receiver.received).toHaveLength(1);
+    const { echo } = verifiedEcho(receiver.received[0]!);
+    expect(echo.mid).toBe(sandbox.requests()[0]!.messageId);
+    expect(echo).toMatchObject({ text: 'lost answer', metadata: 'sb:out:x' });
+  });
+
+  it('uses object instagram for Instagram accounts, and resolves /me through the configured token', async () => {
+    const igToken = 'IGAAtestInstagramToken';
+    sandbox.setEcho({ webhookUrl: receiver.url, appSecret: APP_SECRET, accounts: [{ id: IG_ID, accessToken: igToken }] });
+    const res = await postJson('/v23.0/me/messages', { recipient: { id: IGSID }, message: { text: 'Entregamos sim!' } }, { authorization: `Bearer ${igToken}` });
+    expect(res.status).toBe(200);
+    await sandbox.echoesSettled();
+    const { object, echo } = verifiedEcho(receiver.received[0]!);
+    expect(object).toBe('instagram');
+    expect(echo).toMatchObject({ platform: 'instagram', accountId: IG_ID, customerId: IGSID, text: 'Entregamos sim!' });
+    // The token is only kept as a fingerprint, and the secret is never shown.
+    const view = await (await fetch(`${sandbox.url}/_sandbox/echo`)).text();
+    expect(view).not.toContain(igToken);
+    expect(view).not.toContain(APP_SECRET);
+    expect(view).toContain(fingerprint(igToken));
+  });
+
+  it('uses the configured object for an account given by id (Messenger API for Instagram)', async () => {
+    sandbox.setEcho({ webhookUrl: receiver.url, appSecret: APP_SECRET, accounts: [{ id: IG_ID, object: 'instagram' }] });
+    await send(`/v23.0/${IG_ID}/messages`, textBody('via the Page token', IGSID));
+    await sandbox.echoesSettled();
+    expect(verifiedEcho(receiver.received[0]!).object).toBe('instagram');
+  });
+
+  it('skips an echo it cannot address (/me with an unknown token) and records why', async () => {
+    sandbox.setEcho({ webhookUrl: receiver.url, appSecret: APP_SECRET });
+    expect((await send('/v23.0/me/messages')).status).toBe(200);
+    await sandbox.echoesSettled();
+    expect(receiver.received).toEqual([]);
+    expect(sandbox.echoes()).toEqual([expect.objectContaining({ accountId: undefined, error: expect.stringMatching(/\/me/) })]);
+  });
+
+  it('delivers after delayMs', async () => {
+    sandbox.setEcho({ webhookUrl: receiver.url, appSecret: APP_SECRET, delayMs: 150 });
+    const started = Date.now();
+    await send();
+    expect(receiver.received).toHaveLength(0);
+    await sandbox.echoesSettled();
+    expect(receiver.received).toHaveLength(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+  });
+
+  it('never crashes when the webhook is down or refuses: the failure is recorded, sends go on', async () => {
+    const gone = await startWebhookReceiver();
+    await gone.close(); // a port nobody listens on any more
+    sandbox.setEcho({ webhookUrl: gone.url, appSecret: APP_SECRET });
+    expect((await send()).status).toBe(200);
+    await sandbox.echoesSettled();
+    expect(sandbox.echoes()[0]).toMatchObject({ error: expect.stringContaining('ECONNREFUSED') });
+
+    const refusing = await startWebhookReceiver(503);
+    try {
+      sandbox.setEcho({ webhookUrl: refusing.url, appSecret: APP_SECRET });
+      expect((await send()).status).toBe(200);
+      await sandbox.echoesSettled();
+      expect(sandbox.echoes()[1]).toMatchObject({ status: 503 });
+      expect(refusing.received).toHaveLength(1);
+    } finally {
+      await refusing.close();
+    }
+  });
+
+  it('is switched on and off at runtime through POST/DELETE /_sandbox/echo, with bad options refused', async () => {
+    const post = (body: unknown) =>
+      fetch(`${sandbox.url}/_sandbox/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await post({ webhookUrl: receiver.url, appSecret: APP_SECRET })).status).toBe(204);
+    await send();
+    await sandbox.echoesSettled();
+    expect(receiver.received).toHaveLength(1);
+
+    expect((await fetch(`${sandbox.url}/_sandbox/echo`, { method: 'DELETE' })).status).toBe(204);
+    await send();
+    await sandbox.echoesSettled();
+    expect(receiver.received).toHaveLength(1);
+    expect(((await (await fetch(`${sandbox.url}/_sandbox/echo`)).json()) as { echo: unknown }).echo).toBeNull();
+
+    for (const [body, re] of [
+      [{ webhookUrl: 'ftp://x/y', appSecret: 's' }, /webhookUrl/],
+      [{ webhookUrl: receiver.url }, /appSecret/],
+      [{ webhookUrl: receiver.url, appSecret: 's', delay: 5 }, /delay/],
+      [{ webhookUrl: receiver.url, appSecret: 's', accounts: [{ id: 'me' }] }, /accounts\.0\.id/],
+    ] as const) {
+      const res = await post(body);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: string }).error).toMatch(re);
+    }
+    expect(() => sandbox.setEcho({ webhookUrl: 'not a url', appSecret: 's' })).toThrow(/webhookUrl/);
+  });
+
+  it('starts with echoes from the options, and reset() restores them', async () => {
+    const other = await startGraphSandbox({ port: 0, echo: { webhookUrl: receiver.url, appSecret: APP_SECRET } });
+    try {
+      other.setEcho(null);
+      other.reset();
+      await fetch(`${other.url}/v23.0/${PAGE_ID}/messages?access_token=t`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(textBody()) });
+      await other.echoesSettled();
+      expect(receiver.received).toHaveLength(1);
+      verifiedEcho(receiver.received[0]!);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('usage headers', () => {
+  const BUC = { [PAGE_ID]: [{ type: 'messenger', call_count: 96, total_cputime: 20, total_time: 30, estimated_time_to_regain_access: 2 }] };
+
+  it('answers with zeros by default and without a BUC header', async () => {
+    const res = await send();
+    expect(res.headers.get('x-business-use-case-usage')).toBeNull();
+    expect(parseUsage(res.headers)).toEqual({ maxPercent: 0, regainAccessSeconds: undefined });
+  });
+
+  it('carries the usage set with setUsage on successes and errors alike', async () => {
+    sandbox.setUsage({ appUsage: { call_count: 80 }, businessUseCaseUsage: BUC });
+    const ok = await send();
+    expect(JSON.parse(ok.headers.get('x-app-usage')!)).toEqual({ call_count: 80, total_time: 0, total_cputime: 0 });
+    expect(JSON.parse(ok.headers.get('x-business-use-case-usage')!)).toEqual(BUC);
+    expect(parseUsage(ok.headers)).toEqual({ maxPercent: 96, regainAccessSeconds: 120 });
+
+    sandbox.failNext({ count: 1, preset: 'rate_limit' });
+    const throttled = await send();
+    expect(throttled.status).toBe(400);
+    expect(parseUsage(throttled.headers)).toEqual({ maxPercent: 96, regainAccessSeconds: 120 });
+  });
+
+  it('is set, read and cleared through /_sandbox/usage, with bad input refused', async () => {
+    const post = (body: unknown) =>
+      fetch(`${sandbox.url}/_sandbox/usage`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await post({ businessUseCaseUsage: BUC })).status).toBe(204);
+    expect(await (await fetch(`${sandbox.url}/_sandbox/usage`)).json()).toEqual({ businessUseCaseUsage: BUC });
+    expect(parseUsage((await send()).headers).regainAccessSeconds).toBe(120);
+
+    for (const [body, re] of [
+      [{ appUsage: { call_count: -1 } }, /appUsage\.call_count/],
+      [{ appUsage: { calls: 1 } }, /calls/],
+      [{ businessUseCaseUsage: { [PAGE_ID]: [{ type: 'messenger', call_count: 1 }] } }, /total_time/],
+      [{ businessUseCaseUsage: { page: [] } }, /businessUseCaseUsage/],
+    ] as const) {
+      const res = await post(body);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: string }).error).toMatch(re);
+    }
+    expect(() => sandbox.setUsage({ appUsage: { call_count: Number.NaN } })).toThrow(/call_count/);
+
+    expect((await fetch(`${sandbox.url}/_sandbox/usage`, { method: 'DELETE' })).status).toBe(204);
+    expect((await send()).headers.get('x-business-use-case-usage')).toBeNull();
+  });
+
+  it('starts with the usage from the options, and reset() restores it', async () => {
+    const other = await startGraphSandbox({ port: 0, usage: { appUsage: { total_time: 90, call_count: 1, total_cputime: 1 } } });
+    try {
+      other.setUsage({});
+      other.reset();
+      const res = await fetch(`${other.url}/me/messages?access_token=t`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(textBody()) });
+      expect(parseUsage(res.headers).maxPercent).toBe(90);
+    } finally {
+      await other.close();
+    }
   });
 });
 

@@ -1,6 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { regainAccessSeconds } from '../../src/meta/graph-client';
 import {
   classifyGraphError,
   DEFAULT_RATE_LIMIT_DELAY_MS,
@@ -10,6 +9,7 @@ import {
   type GraphErrorClass,
   type MetaErrorBody,
 } from '../../src/meta/graph-errors';
+import { regainAccessSeconds } from '../../src/meta/usage-headers';
 import { FIXTURES } from '../support/paths';
 
 /** Expected classification (meta-api-contract §4.2). */
@@ -77,7 +77,7 @@ describe('classifyGraphError on the Send API error fixtures', () => {
 
 describe('classifyGraphError, inline cases from §4.2', () => {
   const api = (httpStatus: number, code?: number, subcode?: number, regain?: number) =>
-    new GraphApiError(httpStatus, code === undefined ? undefined : { code, ...(subcode !== undefined && { error_subcode: subcode }), message: 'x', type: 'OAuthException' }, regain);
+    new GraphApiError(httpStatus, code === undefined ? undefined : { code, ...(subcode !== undefined && { error_subcode: subcode }), message: 'x', type: 'OAuthException' }, { maxPercent: undefined, regainAccessSeconds: regain });
 
   it.each<[string, GraphApiError, Expected]>([
     ['190/463 token expired', api(400, 190, 463), { errorClass: 'auth', retryable: false, reauth: true }],
@@ -170,7 +170,10 @@ describe('regainAccessSeconds (X-Business-Use-Case-Usage)', () => {
   it('feeds the rate-limit delay of a throttled send', () => {
     const seconds = regainAccessSeconds(JSON.stringify({ '17841469920315587': [{ type: 'instagram', estimated_time_to_regain_access: 2 }] }));
     expect(seconds).toBe(120);
-    const c = classifyGraphError(new GraphApiError(400, { code: 80002, message: 'too many calls' }, seconds));
+    const err = new GraphApiError(400, { code: 80002, message: 'too many calls' }, { maxPercent: 100, regainAccessSeconds: seconds });
+    expect(err.regainAccessSeconds).toBe(120);
+    expect(err.usage).toEqual({ maxPercent: 100, regainAccessSeconds: 120 });
+    const c = classifyGraphError(err);
     expect(c).toMatchObject({ errorClass: 'rate_limited', retryable: true, retryAfterMs: 120_000 });
   });
 });
