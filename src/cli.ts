@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { auditSettings } from './audit/checkpoints';
@@ -11,8 +11,10 @@ import { SecretVault } from './crypto/vault';
 import { ChannelConflictError, connectChannel } from './db/channels';
 import { KeyInUseError, keyStatus, retireMasterKey } from './db/key-inventory';
 import { recordCliAction } from './audit/cli-actions';
+import { CatalogValidationError, formatFromFileName, importCatalog, MAX_CATALOG_BYTES, parseCatalog } from './catalog/import';
 import { createPool, type Pool } from './db/pool';
 import { addProduct } from './db/products';
+import { loadTenantSettings, SettingsError, tenantSettingsPatchSchema, updateTenantSettings } from './db/tenant-settings';
 import { createTenant, deleteTenant, tenantExists } from './db/tenants';
 import { createTemporalClient } from './temporal/client';
 import { createDataConverter } from './temporal/payload-codec';
@@ -60,9 +62,10 @@ const commands = {
     }),
   },
   'products:add': {
-    usage: 'products:add --tenant ID --name NAME [--description TEXT] [--price 9.99] [--currency EUR] [--stock N] [--url URL]',
+    usage: 'products:add --tenant ID --name NAME [--sku SKU] [--description TEXT] [--price 9.99] [--currency EUR] [--stock N] [--url URL]   (sku default: generated)',
     schema: z.object({
       tenant: uuid,
+      sku: z.string().trim().min(1, 'must not be empty').max(100, 'must be at most 100 characters').optional(),
       name: z.string().trim().min(1, 'is required'),
       description: z.string().optional(),
       price: z.coerce.number().nonnegative().optional(),
@@ -70,6 +73,23 @@ const commands = {
       stock: z.coerce.number().int().nonnegative().optional(),
       url: z.url().optional(),
     }),
+  },
+  'products:import': {
+    usage: 'products:import --tenant ID --file PATH [--format csv|json] [--mode upsert|replace]   (all rows or none; replace also removes products not in the file)',
+    schema: z.object({
+      tenant: uuid,
+      file: z.string().min(1, 'is required'),
+      format: z.enum(['csv', 'json'], 'must be csv or json').optional(),
+      mode: z.enum(['upsert', 'replace'], 'must be upsert or replace').default('upsert'),
+    }),
+  },
+  'settings:show': {
+    usage: 'settings:show --tenant ID',
+    schema: z.object({ tenant: uuid }),
+  },
+  'settings:set': {
+    usage: `settings:set --tenant ID --json '{"replyEngine":"catalog","assistant":{"language":"de"}}'   ("llmApiKey":"-" reads the key from stdin)`,
+    schema: z.object({ tenant: uuid, json: z.string().min(1, 'is required') }),
   },
   'tenants:delete': {
     usage: 'tenants:delete --id ID   (destroys the tenant, its data and its data keys: crypto-shredding)',
@@ -145,21 +165,48 @@ function validate<S extends z.ZodType>(name: CommandName, schema: S, args: Recor
 
 async function run(argv: string[]): Promise<unknown> {
   const { name, args } = parseCommand(argv);
+  const auditArgs = name === 'settings:set' ? withoutSecretsInJson(args) : args;
   // The token may come on stdin (`--access-token -`) so it stays out of shell history and `ps`.
   if (args['access-token'] === '-') args['access-token'] = readFileSync(0, 'utf8').trim();
   const config = loadConfig();
   const pool = createPool(config.DATABASE_URL, 2);
   try {
     const result = await runCommand(name, args, config, pool);
-    await recordCliAction(pool, { command: name, args, outcome: 'success' });
+    await recordCliAction(pool, { command: name, args: auditArgs, outcome: 'success' });
     return result;
   } catch (err) {
     // Usage errors included: a refused operator action is a security event too.
-    await recordCliAction(pool, { command: name, args, outcome: 'failure', reason: (err as Error).name });
+    await recordCliAction(pool, { command: name, args: auditArgs, outcome: 'failure', reason: (err as Error).name });
     throw err;
   } finally {
     await pool.end();
   }
+}
+
+/**
+ * `settings:set --json` is audited like any argument, but its `llmApiKey` is a secret the
+ * argument's name does not reveal: redacted here (and the whole value when it does not parse).
+ */
+function withoutSecretsInJson(args: Record<string, string | undefined>): Record<string, string | undefined> {
+  if (args.json === undefined) return { ...args };
+  let value: unknown;
+  try {
+    value = JSON.parse(args.json);
+  } catch {
+    return { ...args, json: '[not valid JSON]' };
+  }
+  if (value !== null && typeof value === 'object' && !Array.isArray(value) && 'llmApiKey' in value) {
+    const key = (value as { llmApiKey: unknown }).llmApiKey;
+    value = { ...value, llmApiKey: key === null ? null : key === '-' ? '[from stdin]' : '[redacted]' };
+  }
+  return { ...args, json: JSON.stringify(value) };
+}
+
+/** Who the audit trail names for an operator's change. */
+const operatorActor = () => ({ type: 'operator' as const, id: process.env.USER ?? 'cli' });
+
+async function requireTenant(pool: Pool, tenantId: string): Promise<void> {
+  if (!(await tenantExists(pool, tenantId))) throw new UsageError(`--tenant: no tenant ${tenantId}`);
 }
 
 /** One command's work; `run` records every call in the audit trail. */
@@ -200,8 +247,56 @@ async function runCommand(name: CommandName, args: Record<string, string | undef
       }
       case 'products:add': {
         const a = validate(name, commands[name].schema, args);
-        if (!(await tenantExists(pool, a.tenant))) throw new UsageError(`--tenant: no tenant ${a.tenant}`);
-        return await addProduct(pool, a.tenant, a);
+        await requireTenant(pool, a.tenant);
+        try {
+          return await addProduct(pool, a.tenant, a);
+        } catch (err) {
+          if ((err as { constraint?: string }).constraint === 'products_tenant_sku_uq') {
+            throw new UsageError(`--sku: the tenant already has a product ${a.sku}; products:import updates existing products`);
+          }
+          throw err;
+        }
+      }
+      case 'products:import': {
+        const a = validate(name, commands[name].schema, args);
+        const format = a.format ?? formatFromFileName(a.file);
+        if (!format) throw new UsageError(`--format: cannot tell the format from the file name; give --format csv or --format json\n  ${commands[name].usage}`);
+        await requireTenant(pool, a.tenant);
+        let size: number;
+        try {
+          size = statSync(a.file).size;
+        } catch (err) {
+          throw new UsageError(`--file: cannot read ${a.file} (${(err as { code?: string }).code ?? (err as Error).name})`);
+        }
+        // Checked before reading: a huge file is refused without loading it.
+        if (size > MAX_CATALOG_BYTES) throw new UsageError(`--file: ${a.file} has ${size} bytes; at most ${MAX_CATALOG_BYTES} (5 MiB) per import`);
+        const products = parseCatalog(readFileSync(a.file), format);
+        return await importCatalog(pool, a.tenant, products, { mode: a.mode, actor: operatorActor(), format });
+      }
+      case 'settings:show': {
+        const a = validate(name, commands[name].schema, args);
+        await requireTenant(pool, a.tenant);
+        return await loadTenantSettings(pool, a.tenant);
+      }
+      case 'settings:set': {
+        const a = validate(name, commands[name].schema, args);
+        let json: unknown;
+        try {
+          json = JSON.parse(a.json);
+        } catch {
+          throw new UsageError(`--json: is not valid JSON\n  ${commands[name].usage}`);
+        }
+        // The key may come on stdin (`"llmApiKey": "-"`), like `--access-token -`.
+        if (json !== null && typeof json === 'object' && (json as { llmApiKey?: unknown }).llmApiKey === '-') {
+          json = { ...json, llmApiKey: readFileSync(0, 'utf8').trim() };
+        }
+        const patch = tenantSettingsPatchSchema.safeParse(json);
+        if (!patch.success) {
+          const problems = patch.error.issues.map((i) => `--json ${i.path.map(String).join('.') || '(root)'}: ${i.message}`);
+          throw new UsageError(`${problems.join('\n')}\n  ${commands[name].usage}`);
+        }
+        await requireTenant(pool, a.tenant);
+        return await updateTenantSettings(pool, new SecretVault(pool, keys(config)), a.tenant, patch.data, { actor: operatorActor() });
       }
       case 'audit:verify': {
         const a = validate(name, commands[name].schema, args);
@@ -287,7 +382,11 @@ run(process.argv.slice(2)).then(
     process.stdout.write(`${JSON.stringify(result)}\n`);
   },
   (err: unknown) => {
-    if (err instanceof UsageError || err instanceof ChannelConflictError || err instanceof KeyInUseError) {
+    if (err instanceof CatalogValidationError) {
+      process.stderr.write(`error: ${err.describe()}\n`);
+      process.exit(2);
+    }
+    if (err instanceof UsageError || err instanceof ChannelConflictError || err instanceof KeyInUseError || err instanceof SettingsError) {
       process.stderr.write(`error: ${err.message}\n`);
       process.exit(2);
     }

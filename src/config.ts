@@ -71,6 +71,12 @@ export const configSchema = z.object({
   DATA_KEY_CACHE_TTL_MS: positiveMs.default(5 * 60_000),
   /** Bearer token operators (and the Temporal UI, via /codec/login) use for the codec endpoint; unset = endpoint refuses all. */
   CODEC_AUTH_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /**
+   * Interim operator credential for the admin API (`/admin/*`: tenant settings, catalog import,
+   * operator messages and handoff), sent as `Authorization: Bearer …`. It stands in for real users
+   * and roles until issue 6 brings them; unset = every admin route answers 503.
+   */
+  ADMIN_API_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Browser origins allowed to call the codec endpoint (the Temporal UI). Default: TEMPORAL_UI_URL's origin. */
   CODEC_CORS_ORIGINS: z
     .string()

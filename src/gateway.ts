@@ -1,5 +1,6 @@
 import { loadConfig } from './config';
 import { StaticKeyProvider } from './crypto/key-provider';
+import { SecretVault } from './crypto/vault';
 import { createPool } from './db/pool';
 import { createGatewayApp } from './gateway/app';
 import { createLogger } from './logger';
@@ -10,9 +11,11 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL, { pii: config.LOG_PII });
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
-  const codec = await AesGcmPayloadCodec.fromKeyProvider(StaticKeyProvider.fromSpec(config.MASTER_KEYS));
+  const keys = StaticKeyProvider.fromSpec(config.MASTER_KEYS);
+  const codec = await AesGcmPayloadCodec.fromKeyProvider(keys);
   const temporal = createTemporalClient({ address: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE, dataConverter: await createDataConverter(codec) });
-  const app = createGatewayApp({ config, pool, temporal, codec, logger });
+  const vault = new SecretVault(pool, keys, { cacheTtlMs: config.DATA_KEY_CACHE_TTL_MS });
+  const app = createGatewayApp({ config, pool, temporal, codec, vault, logger });
   const server = app.listen(config.GATEWAY_PORT, config.GATEWAY_HOST);
   await new Promise<void>((resolve) => server.once('listening', resolve));
   logger.info({ port: config.GATEWAY_PORT }, 'gateway listening');

@@ -4,15 +4,22 @@ import type { PayloadCodec } from '@temporalio/common';
 import Koa from 'koa';
 import { auditReadiness } from '../audit/verifications';
 import type { Config } from '../config';
+import { StaticKeyProvider } from '../crypto/key-provider';
+import { SecretVault } from '../crypto/vault';
 import { withTemporalDeadline } from '../temporal/client';
+import { adminAuth } from './admin-auth';
+import { adminRoutes } from './admin-routes';
 import { codecRoutes } from './codec-routes';
 import { sendError } from './errors';
 import { metaWebhookRoutes, type WebhookDeps } from './meta-webhooks';
 
 export interface GatewayDeps extends WebhookDeps {
-  config: WebhookDeps['config'] & Pick<Config, 'CODEC_AUTH_TOKEN' | 'CODEC_CORS_ORIGINS' | 'TEMPORAL_UI_URL'>;
+  config: WebhookDeps['config'] &
+    Pick<Config, 'CODEC_AUTH_TOKEN' | 'CODEC_CORS_ORIGINS' | 'TEMPORAL_UI_URL' | 'ADMIN_API_TOKEN' | 'MASTER_KEYS' | 'DATA_KEY_CACHE_TTL_MS'>;
   /** The same codec the Temporal client uses, served to the Temporal UI. */
   codec: PayloadCodec;
+  /** Seals secrets the admin API stores (a tenant's model API key); default: one on MASTER_KEYS. */
+  vault?: SecretVault;
 }
 
 /** The Temporal UI's origin, reachable as localhost or 127.0.0.1 (whichever the operator typed). */
@@ -73,7 +80,10 @@ export function createGatewayApp(deps: GatewayDeps): Koa {
     logger,
     auditPool: deps.pool,
   });
-  for (const router of [health, webhooks, codec]) app.use(router.routes()).use(router.allowedMethods());
+  const vault = deps.vault ?? new SecretVault(deps.pool, StaticKeyProvider.fromSpec(deps.config.MASTER_KEYS), { cacheTtlMs: deps.config.DATA_KEY_CACHE_TTL_MS });
+  const admin = adminRoutes({ config: deps.config, pool: deps.pool, temporal: deps.temporal, vault, logger });
+  app.use(adminAuth({ token: deps.config.ADMIN_API_TOKEN, logger, auditPool: deps.pool }));
+  for (const router of [health, webhooks, codec, admin]) app.use(router.routes()).use(router.allowedMethods());
   app.use((ctx) => sendError(ctx, 404, 'not_found', `no route for ${ctx.method} ${ctx.path}`));
   return app;
 }

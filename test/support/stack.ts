@@ -21,6 +21,7 @@ import { AesGcmPayloadCodec, createDataConverter } from '../../src/temporal/payl
 export const TEST_APP_SECRET = 'test_app_secret_not_real';
 export const TEST_VERIFY_TOKEN = 'verify-token-for-tests';
 export const TEST_CODEC_TOKEN = 'codec-token-for-tests-only';
+export const TEST_ADMIN_TOKEN = 'admin-token-for-tests-only';
 
 function required(name: string): string {
   const v = process.env[name];
@@ -80,6 +81,7 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     META_VERIFY_TOKEN: TEST_VERIFY_TOKEN,
     MASTER_KEYS: `1:${randomBytes(32).toString('base64')}`,
     CODEC_AUTH_TOKEN: TEST_CODEC_TOKEN,
+    ADMIN_API_TOKEN: TEST_ADMIN_TOKEN,
     TEMPORAL_ADDRESS: process.env.TEST_TEMPORAL_ADDRESS ?? 'localhost:7233',
     TEMPORAL_TASK_QUEUE: `test-${randomUUID()}`,
     CONVERSATION_IDLE_TIMEOUT_MS: '5000',

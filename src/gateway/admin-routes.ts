@@ -1,0 +1,343 @@
+import { randomUUID } from 'node:crypto';
+import Router from '@koa/router';
+import { QueryNotRegisteredError, QueryRejectedError, type Client, type Connection } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/common';
+import type { Context } from 'koa';
+import type { Pool } from 'pg';
+import { z } from 'zod';
+import { appendAuditEvent } from '../audit/log';
+import type { AuditEventInput } from '../audit/types';
+import { CatalogValidationError, formatProblem, importCatalog, MAX_CATALOG_BYTES, parseCatalog, UnknownTenantError, type CatalogFormat } from '../catalog/import';
+import type { Config } from '../config';
+import type { SecretVault } from '../crypto/vault';
+import { getConversationRoute } from '../db/conversations';
+import { searchProducts } from '../db/products';
+import { loadTenantSettings, SettingsError, tenantSettingsPatchSchema, updateTenantSettings } from '../db/tenant-settings';
+import { tenantExists } from '../db/tenants';
+import type { Logger } from '../logger';
+import { withTemporalDeadline } from '../temporal/client';
+import { conversationWorkflowId } from '../temporal/ids';
+import { conversationStateQuery, type OperatorCommand } from '../../workflows/definitions';
+import { ADMIN_OPERATOR_ID } from './admin-auth';
+import { dispatchOperatorCommand } from './conversation-dispatch';
+import { sendError } from './errors';
+import { readBodyOr413 } from './raw-body';
+
+/**
+ * The admin API (`/admin/*`), for operators until tenant users exist (issue 6): tenant settings,
+ * catalog import and search, and a conversation's human side (send as a human agent, hand off,
+ * read its state). The app puts `adminAuth` in front of every `/admin` path. Every change is
+ * audited: settings and imports in their own transaction, conversation commands once Temporal
+ * accepted them.
+ */
+
+export interface AdminDeps {
+  config: Pick<Config, 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_RPC_TIMEOUT_MS' | 'CONVERSATION_IDLE_TIMEOUT_MS'>;
+  pool: Pool;
+  temporal: { client: Client; connection: Connection };
+  /** Seals the tenant's model API key. */
+  vault: SecretVault;
+  logger: Logger;
+}
+
+const MAX_JSON_BODY_BYTES = 64 * 1024;
+/** A 422 lists at most this many catalog problems (the count says how many there were). */
+const MAX_LISTED_PROBLEMS = 1000;
+
+const uuidParam = z.uuid().transform((v) => v.toLowerCase());
+/** Printable ASCII: a request id travels into workflow state and the audit log. */
+const requestIdSchema = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'must be 1–200 printable ASCII characters');
+
+const sendBody = z
+  .object({
+    text: z.string({ error: 'is required' }).min(1, 'must not be empty').max(2000, 'must be at most 2000 characters').refine((t) => t.trim().length > 0, 'must not be blank'),
+    requestId: requestIdSchema.optional(),
+  })
+  .strict();
+
+const handoffBody = z
+  .object({
+    to: z.enum(['human_active', 'bot_active'], 'must be human_active or bot_active'),
+    reason: z.string().trim().min(1, 'must not be empty').max(500, 'must be at most 500 characters').optional(),
+    requestId: requestIdSchema.optional(),
+  })
+  .strict();
+
+const importQuery = z.object({ mode: z.enum(['upsert', 'replace'], 'must be upsert or replace').default('upsert') });
+const listQuery = z.object({
+  q: z.string().trim().max(200, 'must be at most 200 characters').optional(),
+  limit: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(50, 'must be at most 50').default(20),
+});
+
+type Problem = { path: string; message: string };
+const problemsOf = (error: z.ZodError, prefix = ''): Problem[] =>
+  error.issues.map((i) => ({ path: prefix + (i.path.map(String).join('.') || '(body)'), message: i.message }));
+
+function sendProblems(ctx: Context, status: number, code: string, message: string, problems: unknown[], extra: Record<string, unknown> = {}): void {
+  ctx.status = status;
+  ctx.body = { error: { code, message, problems, ...extra } };
+}
+
+function sendInvalid(ctx: Context, problems: Problem[]): void {
+  sendProblems(ctx, 400, 'invalid_request', problems.map((p) => `${p.path}: ${p.message}`).join('; '), problems);
+}
+
+/** The request body as JSON (415 / 413 / 400 answered here; undefined then). */
+async function readJsonBody(ctx: Context): Promise<{ value: unknown } | undefined> {
+  if (!ctx.is('application/json')) {
+    sendError(ctx, 415, 'unsupported_media_type', 'Content-Type must be application/json');
+    return undefined;
+  }
+  const raw = await readBodyOr413(ctx, MAX_JSON_BODY_BYTES, 'request body');
+  if (!raw) return undefined;
+  try {
+    return { value: JSON.parse(raw.toString('utf8')) };
+  } catch (err) {
+    // V8's message quotes the input; name only the position.
+    const at = /position (\d+)/.exec((err as Error).message)?.[1];
+    sendError(ctx, 400, 'malformed_json', `request body is not valid JSON${at ? ` (error at character ${at})` : ''}`);
+    return undefined;
+  }
+}
+
+async function parseBody<S extends z.ZodType>(ctx: Context, schema: S): Promise<z.infer<S> | undefined> {
+  const body = await readJsonBody(ctx);
+  if (!body) return undefined;
+  const parsed = schema.safeParse(body.value);
+  if (!parsed.success) {
+    sendInvalid(ctx, problemsOf(parsed.error));
+    return undefined;
+  }
+  return parsed.data;
+}
+
+function parseParam(ctx: Context, name: string, what: string): string | undefined {
+  const parsed = uuidParam.safeParse(ctx.params[name]);
+  if (parsed.success) return parsed.data;
+  sendError(ctx, 400, `invalid_${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`, `the ${what} id in the path must be a UUID`);
+  return undefined;
+}
+
+function parseQuery<S extends z.ZodType>(ctx: Context, schema: S): z.infer<S> | undefined {
+  // A repeated parameter arrives as an array and fails the schema: named, never guessed.
+  const parsed = schema.safeParse(ctx.query);
+  if (parsed.success) return parsed.data;
+  sendInvalid(ctx, problemsOf(parsed.error, '?'));
+  return undefined;
+}
+
+export function adminRoutes(deps: AdminDeps): Router {
+  const { config, pool, temporal, vault, logger } = deps;
+  const dispatchOpts = { taskQueue: config.TEMPORAL_TASK_QUEUE, idleTimeoutMs: config.CONVERSATION_IDLE_TIMEOUT_MS };
+  const actor = { type: 'operator' as const, id: ADMIN_OPERATOR_ID };
+  // Case-sensitive, like the guard's prefix check in front of it.
+  const router = new Router({ prefix: '/admin', sensitive: true });
+
+  /** Outside any transaction: an audit failure is logged, never turned into the response. */
+  const audit = async (ctx: Context, event: Omit<AuditEventInput, 'actor' | 'ip' | 'userAgent' | 'requestId'>): Promise<void> => {
+    await appendAuditEvent(pool, {
+      actor,
+      ip: ctx.ip,
+      userAgent: ctx.get('user-agent').slice(0, 512) || undefined,
+      requestId: String(ctx.state.requestId).slice(0, 200),
+      ...event,
+    }).catch((err: unknown) => logger.error({ requestId: ctx.state.requestId, err: { name: (err as Error).name, message: (err as Error).message } }, 'audit append failed'));
+  };
+
+  /** The tenant named in the path, or a 400/404 answered here. */
+  const tenantOf = async (ctx: Context): Promise<string | undefined> => {
+    const tenantId = parseParam(ctx, 'tenantId', 'tenant');
+    if (!tenantId) return undefined;
+    if (await tenantExists(pool, tenantId)) return tenantId;
+    sendError(ctx, 404, 'tenant_not_found', `no tenant ${tenantId}`);
+    return undefined;
+  };
+
+  // ---- tenant settings ------------------------------------------------------------------------
+
+  router.get('/tenants/:tenantId/settings', async (ctx) => {
+    const tenantId = await tenantOf(ctx);
+    if (!tenantId) return;
+    ctx.body = await loadTenantSettings(pool, tenantId);
+  });
+
+  router.put('/tenants/:tenantId/settings', async (ctx) => {
+    const tenantId = parseParam(ctx, 'tenantId', 'tenant');
+    if (!tenantId) return;
+    const patch = await parseBody(ctx, tenantSettingsPatchSchema);
+    if (!patch) return;
+    if (!(await tenantExists(pool, tenantId))) return sendError(ctx, 404, 'tenant_not_found', `no tenant ${tenantId}`);
+    try {
+      ctx.body = await updateTenantSettings(pool, vault, tenantId, patch, { actor, requestId: String(ctx.state.requestId).slice(0, 200), ip: ctx.ip });
+    } catch (err) {
+      if (err instanceof SettingsError) return sendError(ctx, 400, 'invalid_settings', err.message);
+      throw err;
+    }
+    logger.info({ requestId: ctx.state.requestId, tenantId, fields: Object.keys(patch).sort() }, 'tenant settings updated');
+  });
+
+  // ---- catalog --------------------------------------------------------------------------------
+
+  router.post('/tenants/:tenantId/products/import', async (ctx) => {
+    const tenantId = await tenantOf(ctx);
+    if (!tenantId) return;
+    const query = parseQuery(ctx, importQuery);
+    if (!query) return;
+    const format: CatalogFormat | undefined = ctx.is('text/csv') ? 'csv' : ctx.is('application/json') ? 'json' : undefined;
+    if (!format) return sendError(ctx, 415, 'unsupported_media_type', 'Content-Type must be text/csv or application/json');
+    const raw = await readBodyOr413(ctx, MAX_CATALOG_BYTES, 'catalog file');
+    if (!raw) return;
+    try {
+      const products = parseCatalog(raw, format);
+      const result = await importCatalog(pool, tenantId, products, { mode: query.mode, actor, format, requestId: String(ctx.state.requestId).slice(0, 200), ip: ctx.ip });
+      logger.info({ requestId: ctx.state.requestId, tenantId, format, mode: query.mode, rows: products.length, ...result }, 'catalog imported');
+      ctx.body = result;
+    } catch (err) {
+      if (err instanceof CatalogValidationError) {
+        const listed = err.problems.slice(0, MAX_LISTED_PROBLEMS).map((p) => ({ ...p, text: formatProblem(p, format) }));
+        const first = listed.slice(0, 3).map((p) => p.text).join('; ');
+        return sendProblems(ctx, 422, 'invalid_catalog', `${err.message}: ${first}${err.problems.length > 3 ? '; …' : ''}`, listed, {
+          problemCount: err.problems.length,
+        });
+      }
+      if (err instanceof UnknownTenantError) return sendError(ctx, 404, 'tenant_not_found', err.message);
+      throw err;
+    }
+  });
+
+  router.get('/tenants/:tenantId/products', async (ctx) => {
+    const tenantId = await tenantOf(ctx);
+    if (!tenantId) return;
+    const query = parseQuery(ctx, listQuery);
+    if (!query) return;
+    if (query.q) {
+      // The assistant's own search, so an operator sees what `search_products` would find.
+      ctx.body = { products: await searchProducts(pool, tenantId, query.q, { limit: query.limit }) };
+      return;
+    }
+    const { rows } = await pool.query(
+      `SELECT id, sku, name, description, price::text AS price, currency, stock, url, updated_at AS "updatedAt"
+       FROM products WHERE tenant_id = $1 ORDER BY name, sku LIMIT $2`,
+      [tenantId, query.limit],
+    );
+    ctx.body = { products: rows };
+  });
+
+  // ---- conversations --------------------------------------------------------------------------
+
+  /** The conversation named in the path, or a 400/404 answered here. */
+  const conversationOf = async (ctx: Context) => {
+    const conversationId = parseParam(ctx, 'conversationId', 'conversation');
+    if (!conversationId) return undefined;
+    const route = await getConversationRoute(pool, conversationId);
+    if (!route) sendError(ctx, 404, 'conversation_not_found', `no conversation ${conversationId}`);
+    return route ?? undefined;
+  };
+
+  /**
+   * Hands a command to the conversation's workflow and audits the outcome (`details` never hold
+   * the message text or the handoff reason); false, with the 503 answered, when Temporal did not
+   * take it.
+   */
+  const dispatch = async (ctx: Context, route: NonNullable<Awaited<ReturnType<typeof conversationOf>>>, command: OperatorCommand, details: Record<string, unknown>): Promise<boolean> => {
+    const channel = { id: route.channelId, tenantId: route.tenantId, platform: route.platform, status: route.channelStatus };
+    const event = {
+      tenantId: route.tenantId,
+      action: command.kind === 'send' ? ('conversation.agent_message' as const) : ('conversation.handoff' as const),
+      resource: `conversation:${route.conversationId}`,
+      details: { conversationId: route.conversationId, commandRequestId: command.requestId, ...details },
+    };
+    try {
+      await withTemporalDeadline(temporal.connection, config.TEMPORAL_RPC_TIMEOUT_MS, () => dispatchOperatorCommand(temporal.client, dispatchOpts, channel, route.customerId, command));
+    } catch (err) {
+      logger.error({ requestId: ctx.state.requestId, conversationId: route.conversationId, kind: command.kind, err: { name: (err as Error).name, message: (err as Error).message } }, 'operator command hand-off failed');
+      await audit(ctx, { ...event, outcome: 'failure', reason: 'temporal_unavailable' });
+      sendError(ctx, 503, 'temporarily_unavailable', `Temporal did not accept the ${command.kind} command; nothing was done — retry with the same requestId (${command.requestId})`);
+      return false;
+    }
+    await audit(ctx, { ...event, outcome: 'success' });
+    logger.info({ requestId: ctx.state.requestId, conversationId: route.conversationId, kind: command.kind, commandRequestId: command.requestId }, 'operator command dispatched');
+    return true;
+  };
+
+  /** The caller's id for the command (a retry with the same one is a no-op), else the request's. */
+  const commandRequestId = (ctx: Context, given: string | undefined): string => {
+    if (given) return given;
+    const fromHeader = requestIdSchema.safeParse(ctx.state.requestId);
+    return fromHeader.success ? fromHeader.data : randomUUID();
+  };
+
+  router.post('/conversations/:conversationId/messages', async (ctx) => {
+    const route = await conversationOf(ctx);
+    if (!route) return;
+    const body = await parseBody(ctx, sendBody);
+    if (!body) return;
+    if (route.channelStatus !== 'active') {
+      return sendError(ctx, 409, 'channel_inactive', `the conversation's channel is ${route.channelStatus}: reconnect it (channels:connect) before sending`);
+    }
+    const requestId = commandRequestId(ctx, body.requestId);
+    if (!(await dispatch(ctx, route, { kind: 'send', requestId, operator: ADMIN_OPERATOR_ID, text: body.text }, { textLength: body.text.length }))) return;
+    ctx.status = 202;
+    ctx.body = { requestId, conversationId: route.conversationId };
+  });
+
+  router.post('/conversations/:conversationId/handoff', async (ctx) => {
+    const route = await conversationOf(ctx);
+    if (!route) return;
+    const body = await parseBody(ctx, handoffBody);
+    if (!body) return;
+    const requestId = commandRequestId(ctx, body.requestId);
+    const command: OperatorCommand = { kind: 'handoff', requestId, operator: ADMIN_OPERATOR_ID, to: body.to, ...(body.reason && { reason: body.reason }) };
+    // The reason is the operator's free text: only whether one was given is audited.
+    if (!(await dispatch(ctx, route, command, { to: body.to, withReason: body.reason !== undefined }))) return;
+    ctx.status = 202;
+    ctx.body = { requestId, conversationId: route.conversationId };
+  });
+
+  router.get('/conversations/:conversationId/state', async (ctx) => {
+    const route = await conversationOf(ctx);
+    if (!route) return;
+    const workflowId = conversationWorkflowId(route.tenantId, route.channelId, route.customerId);
+    let live;
+    try {
+      live = await withTemporalDeadline(temporal.connection, config.TEMPORAL_RPC_TIMEOUT_MS, async () => {
+        const handle = temporal.client.workflow.getHandle(workflowId);
+        // A closed run still answers queries (by replay), with what it knew when it ended.
+        const { status } = await handle.describe();
+        return status.name === 'RUNNING' ? await handle.query(conversationStateQuery) : null;
+      });
+    } catch (err) {
+      // Closed between describe and query, or never started: the database has the last word.
+      if (err instanceof WorkflowNotFoundError || err instanceof QueryRejectedError) live = null;
+      else if (err instanceof QueryNotRegisteredError) {
+        return sendError(ctx, 503, 'state_unavailable', "the conversation's running workflow predates the getState query; its state is readable from its next run");
+      } else {
+        logger.error({ requestId: ctx.state.requestId, conversationId: route.conversationId, err: { name: (err as Error).name, message: (err as Error).message } }, 'conversation state query failed');
+        return sendError(ctx, 503, 'temporarily_unavailable', `the conversation's workflow did not answer within ${config.TEMPORAL_RPC_TIMEOUT_MS} ms (Temporal or its worker is unavailable); retry later`);
+      }
+    }
+    if (live) {
+      ctx.body = { running: true, conversationId: route.conversationId, workflowId, ...live };
+      return;
+    }
+    const { rows } = await pool.query<{ state: string; state_reason: string | null; state_changed_at: Date; last_inbound_at: Date | null; last_human_at: Date | null }>(
+      'SELECT state, state_reason, state_changed_at, last_inbound_at, last_human_at FROM conversations WHERE id = $1',
+      [route.conversationId],
+    );
+    const r = rows[0];
+    if (!r) return sendError(ctx, 404, 'conversation_not_found', `no conversation ${route.conversationId}`);
+    // Epoch ms, like the live query's answer.
+    ctx.body = {
+      running: false,
+      conversationId: route.conversationId,
+      workflowId,
+      mode: r.state,
+      modeReason: r.state_reason,
+      modeSince: r.state_changed_at.getTime(),
+      lastCustomerAt: r.last_inbound_at?.getTime() ?? null,
+      lastHumanAt: r.last_human_at?.getTime() ?? null,
+    };
+  });
+
+  return router;
+}
