@@ -1,16 +1,24 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import {
-  createReply,
+  applyConversationEvent,
+  createOutbound,
+  loadConversationState,
   markOutboundFailed,
-  recordConversationEvent,
+  markOutboundOutsideWindow,
   recordEcho,
   recordInbound,
+  setConversationMode,
+  touchHumanActivity,
+  type EventEffect,
+  type NewOutbound,
   type OutboundRow,
+  type RecordedEcho,
   type RecordedInbound,
   type SendErrorRecord,
 } from '../src/db/conversations';
 import { markChannelReauthRequired } from '../src/db/channels';
-import type { ConversationRef, EchoEvent, InboundEvent, MessageEvent, PostbackEvent } from '../src/shared/types';
+import { loadTenantSettings } from '../src/db/tenant-settings';
+import type { ConversationMode, ConversationRef, ConversationSnapshot, EchoEvent, InboundEvent, MessageEvent, PostbackEvent } from '../src/shared/types';
 import type { ActivityDeps } from './index';
 
 /** Postgres "foreign key violation": the tenant or channel was deleted while the conversation ran. */
@@ -28,31 +36,52 @@ async function orphanSafe<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Postgres writes of the conversation workflow. Each is idempotent: retries and replays are safe. */
-export function createConversationActivities({ pool, replyEngine, logger }: Pick<ActivityDeps, 'pool' | 'replyEngine' | 'logger'>) {
+/** Postgres reads and writes of the conversation workflow. Each is idempotent: retries and replays are safe. */
+export function createConversationActivities({ pool, logger }: Pick<ActivityDeps, 'pool' | 'logger'>) {
   return {
+    async loadConversationSnapshot(input: { ref: ConversationRef }): Promise<ConversationSnapshot> {
+      return orphanSafe(async () => {
+        const [state, settings] = await Promise.all([loadConversationState(pool, input.ref), loadTenantSettings(pool, input.ref.tenantId)]);
+        return { ...state, settings: settings.agent };
+      });
+    },
+
     async recordInbound(input: { ref: ConversationRef; event: MessageEvent | PostbackEvent }): Promise<RecordedInbound> {
       return orphanSafe(() => recordInbound(pool, input.ref, input.event));
     },
 
-    async recordEcho(input: { ref: ConversationRef; event: EchoEvent }): Promise<{ ours: boolean }> {
-      return orphanSafe(() => recordEcho(pool, input.ref, input.event));
+    async recordEcho(input: { ref: ConversationRef; event: EchoEvent; matchedOutboundId?: string }): Promise<RecordedEcho> {
+      return orphanSafe(() => recordEcho(pool, input.ref, input.event, input.matchedOutboundId));
     },
 
-    async recordConversationEvent(input: { ref: ConversationRef; event: InboundEvent }): Promise<{ inserted: boolean }> {
-      return orphanSafe(() => recordConversationEvent(pool, input.ref, input.event));
+    async applyConversationEvent(input: { ref: ConversationRef; event: InboundEvent }): Promise<{ effect: EventEffect }> {
+      return orphanSafe(() => applyConversationEvent(pool, input.ref, input.event));
     },
 
-    async generateReply(input: { tenantId: string; event: MessageEvent | PostbackEvent }): Promise<{ text: string } | null> {
-      return replyEngine.reply(input);
+    async createOutbound(input: { ref: ConversationRef } & Omit<NewOutbound, 'tenantId' | 'channelId'>): Promise<OutboundRow> {
+      const { ref, ...rest } = input;
+      return orphanSafe(() => createOutbound(pool, { ...rest, tenantId: ref.tenantId, channelId: ref.channelId }));
     },
 
-    async createReply(input: { ref: ConversationRef; conversationId: string; inReplyTo: string; text: string }): Promise<OutboundRow> {
-      return createReply(pool, { ...input.ref, conversationId: input.conversationId, inReplyTo: input.inReplyTo, text: input.text });
-    },
-
-    async markReplyFailed(input: { outboundId: string; error: SendErrorRecord }): Promise<void> {
+    async markOutboundFailed(input: { outboundId: string; error: SendErrorRecord }): Promise<void> {
       await markOutboundFailed(pool, input.outboundId, input.error);
+    },
+
+    async markOutboundOutsideWindow(input: { outboundId: string; reason: string }): Promise<void> {
+      await markOutboundOutsideWindow(pool, input.outboundId, input.reason);
+    },
+
+    async setConversationMode(input: { ref: ConversationRef; mode: ConversationMode; reason: string; operator?: string; requestId?: string }): Promise<{ changed: boolean }> {
+      return orphanSafe(() =>
+        setConversationMode(pool, input.ref, input.mode, input.reason, {
+          ...(input.operator && { actor: { type: 'operator', id: input.operator } }),
+          ...(input.requestId && { requestId: input.requestId }),
+        }),
+      );
+    },
+
+    async touchHumanActivity(input: { conversationId: string; at: number }): Promise<void> {
+      await touchHumanActivity(pool, input.conversationId, new Date(input.at));
     },
 
     async markChannelReauthRequired(input: { channelId: string; reason: string }): Promise<{ changed: boolean }> {

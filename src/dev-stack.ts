@@ -37,6 +37,7 @@ function loadDevSecrets(): Record<string, string> {
   ensure('META_VERIFY_TOKEN', () => randomBytes(16).toString('hex'));
   ensure('MASTER_KEYS', () => `1:${randomBytes(32).toString('base64')}`);
   ensure('CODEC_AUTH_TOKEN', () => randomBytes(24).toString('base64url'));
+  ensure('ADMIN_API_TOKEN', () => randomBytes(24).toString('base64url'));
   // Audit checkpoints: signed with an Ed25519 seed, appended to files beside the embedded database.
   ensure('AUDIT_SIGNING_KEY', () => randomBytes(32).toString('base64'));
   if (!process.env.AUDIT_CHECKPOINT_DIR && !env.AUDIT_CHECKPOINT_DIR) env.AUDIT_CHECKPOINT_DIR = path.join(DATA, 'audit-checkpoints');
@@ -167,7 +168,13 @@ async function main(): Promise<void> {
   const sandboxPort = Number(process.env.GRAPH_SANDBOX_PORT ?? 3900);
   const graphBase = process.env.GRAPH_API_BASE ?? `http://127.0.0.1:${sandboxPort}`;
   if (!process.env.GRAPH_API_BASE) {
-    startChild('sandbox', process.execPath, [...tsx, 'src/sandbox/main.ts'], { ...process.env, GRAPH_SANDBOX_PORT: String(sandboxPort) });
+    // Like Meta, the sandbox echoes every accepted message back as a signed webhook.
+    startChild('sandbox', process.execPath, [...tsx, 'src/sandbox/main.ts'], {
+      ...process.env,
+      GRAPH_SANDBOX_PORT: String(sandboxPort),
+      GRAPH_SANDBOX_ECHO_WEBHOOK_URL: process.env.GRAPH_SANDBOX_ECHO_WEBHOOK_URL ?? `http://127.0.0.1:${gatewayPort}/webhooks/meta`,
+      META_APP_SECRET: process.env.META_APP_SECRET ?? env.META_APP_SECRET,
+    });
     await waitFor('Graph API sandbox', async () => {
       const res = await fetch(`${graphBase}/_sandbox/health`);
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
@@ -202,6 +209,7 @@ async function main(): Promise<void> {
       `  Temporal UI    http://localhost:${uiPort}   (to see decoded payloads: sign in at ${gatewayUrl}/codec/login`,
       `                 with CODEC_AUTH_TOKEN from the settings file, then enable "Include cross-origin credentials"`,
       `                 in the UI's codec server settings)`,
+      `  Admin API      ${gatewayUrl}/admin   (Authorization: Bearer <ADMIN_API_TOKEN from the settings file>)`,
       `  Graph sandbox  ${graphBase}   (recorded Send API calls: ${graphBase}/_sandbox/requests)`,
       `  Settings       ${path.relative(ROOT, devEnvFile(ROOT))}   (used by \`npm run cli\` and \`npm run bench\`)`,
       '',

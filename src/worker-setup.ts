@@ -1,7 +1,6 @@
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Pool } from 'pg';
 import { createActivities } from '../activities';
-import { CatalogReplyEngine } from './ai/catalog-engine';
 import { auditSettings } from './audit/checkpoints';
 import type { Config } from './config';
 import type { KeyProvider } from './crypto/key-provider';
@@ -41,7 +40,7 @@ export async function createSwitchboardWorker({ config, connection, pool, keys, 
       version: config.GRAPH_API_VERSION,
       timeoutMs: config.GRAPH_API_TIMEOUT_MS,
     }),
-    replyEngine: new CatalogReplyEngine(pool),
+    
   });
   return Worker.create({
     connection,

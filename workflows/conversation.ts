@@ -1,33 +1,78 @@
 import {
   ActivityFailure,
   ApplicationFailure,
+  CancellationScope,
   allHandlersFinished,
   condition,
   continueAsNew,
+  isCancellation,
   log,
   proxyActivities,
   setHandler,
+  sleep,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { ConversationRef, InboundEvent, MessageEvent, PostbackEvent, SendFailureDetails } from '../src/shared/types';
-import { conversationStateQuery, FALLBACK_REPLY, inboundEventSignal, MAX_SEEN_KEYS, type ConversationInput } from './definitions';
+import { decideSendPolicy, outboundIdFromMetadata } from '../src/shared/outbound';
+import type {
+  AgentSettings,
+  ConversationMode,
+  ConversationRef,
+  EchoEvent,
+  InboundEvent,
+  MessageEvent,
+  PostbackEvent,
+  SendFailureDetails,
+  ToolCall,
+  ToolResult,
+} from '../src/shared/types';
+import { CONVERSATION_STATE } from '../src/temporal/search-attributes';
+import { workflowNow } from './clock';
+import {
+  conversationStateQuery,
+  ECHO_WAIT_MS,
+  FALLBACK_REPLY,
+  HANDOFF_REPLY,
+  inboundEventSignal,
+  MAX_AMBIGUOUS_ATTEMPTS,
+  MAX_SEEN_KEYS,
+  operatorCommandSignal,
+  type BurstItem,
+  type ConversationInput,
+  type OperatorCommand,
+  type ParkedSend,
+} from './definitions';
+import { runTurn, type TurnOutcome } from './turn';
 
 const store = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '500 milliseconds', maximumInterval: '30 seconds', backoffCoefficient: 2 },
+  retry: { initialInterval: '200 milliseconds', maximumInterval: '30 seconds', backoffCoefficient: 2 },
 });
 
-const replies = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 5 },
+// The engine heartbeats, so a superseded draft is cancelled within a heartbeat, not at its timeout.
+const engine = proxyActivities<Activities>({
+  startToCloseTimeout: '60 seconds',
+  heartbeatTimeout: '5 seconds',
+  retry: { initialInterval: '500 milliseconds', maximumInterval: '5 seconds', maximumAttempts: 3, nonRetryableErrorTypes: ['ReplyEngineRejected'] },
 });
 
-// Sends are not idempotent at Meta: a few bounded attempts, with non-retryable classes never retried.
+// Each tool is its own activity with its own budget: a retry re-runs only the call that failed.
+const searchTool = proxyActivities<Activities>({ startToCloseTimeout: '10 seconds', retry: { initialInterval: '200 milliseconds', maximumAttempts: 3 } });
+const infoTool = proxyActivities<Activities>({ startToCloseTimeout: '5 seconds', retry: { initialInterval: '200 milliseconds', maximumAttempts: 3 } });
+const handoffTool = proxyActivities<Activities>({ startToCloseTimeout: '10 seconds', retry: { initialInterval: '500 milliseconds', maximumAttempts: 5 } });
+
+const budget = proxyActivities<Activities>({ startToCloseTimeout: '5 seconds', retry: { initialInterval: '200 milliseconds', maximumInterval: '5 seconds' } });
+
+// Sends are not idempotent at Meta: a few bounded attempts for transient errors; the activity marks
+// ambiguous and rate-limited outcomes non-retryable so this workflow decides what happens next.
 const sender = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '1 minute', backoffCoefficient: 2, maximumAttempts: 6 },
 });
+
+/** Throttled sends retry at most this often before the reply is recorded as failed. */
+const MAX_RATE_LIMITED_ROUNDS = 10;
 
 /** Insertion-ordered set with a cap: the oldest keys fall out first. */
 class BoundedSet {
@@ -50,8 +95,8 @@ class BoundedSet {
   }
 }
 
-/** What a failed send activity told us; undefined for anything that is not an activity failure. */
-function sendFailure(err: unknown): { type: string; details: SendFailureDetails } | undefined {
+/** What a failed activity told us; undefined for anything that is not an activity failure. */
+function activityFailure(err: unknown): { type: string; details: SendFailureDetails } | undefined {
   if (!(err instanceof ActivityFailure)) return undefined;
   if (err.cause instanceof ApplicationFailure) {
     const details = (err.cause.details?.[0] ?? { errorClass: 'unknown', reauth: false }) as SendFailureDetails;
@@ -61,94 +106,303 @@ function sendFailure(err: unknown): { type: string; details: SendFailureDetails 
   return { type: err.cause?.name ?? 'ActivityFailure', details: { errorClass: 'unknown', reauth: false } };
 }
 
+const isCustomerTurn = (e: InboundEvent): e is MessageEvent | PostbackEvent => e.kind === 'message' || e.kind === 'postback';
+
+interface Delivery {
+  author: 'bot' | 'human_agent';
+  text: string;
+  inReplyTo?: string;
+  covers?: string[];
+  clientRef?: string;
+}
+
 /**
- * One long-lived workflow per conversation (`conversation/{tenant}/{channel}/{customer}`).
- * The signal handler only dedupes and queues; the loop below persists, decides and replies,
- * one event at a time in Meta timestamp order.
+ * One long-lived workflow per conversation (`conversation/{tenant}/{channel}/{customer}`): it
+ * decides, activities do the I/O. Signal handlers only dedupe and queue; the loop below stores
+ * events in Meta timestamp order, gathers a burst of customer messages until a quiet window has
+ * passed, drafts one answer (superseded if the customer writes again meanwhile), applies the
+ * messaging window and the handoff state, and sends within the channel's budget.
  */
 export async function conversationWorkflow(input: ConversationInput): Promise<{ processed: number }> {
   const ref: ConversationRef = { tenantId: input.tenantId, channelId: input.channelId, customerId: input.customerId };
   const seen = new BoundedSet(input.seenKeys ?? [], MAX_SEEN_KEYS);
+  const seenRequests = new BoundedSet(input.seenRequests ?? [], 500);
   const queue: InboundEvent[] = [...(input.pending ?? [])];
+  const commands: OperatorCommand[] = [...(input.commands ?? [])];
+  const burst: BurstItem[] = [...(input.burst ?? [])];
+  const parked = new Map<string, ParkedSend>();
+  /** Outbound ids an echo confirmed, and which metadata-less echo matched which outbound. */
+  const confirmedByEcho = new Set<string>();
+  const echoMatches = new Map<string, string>();
+  let awaitingEcho: { outboundId: string; text: string; since: number } | undefined;
+  let drafting = false;
   let processed = 0;
+  let lastActivityAt = workflowNow();
+
+  // Defaults until the snapshot loads; signals that arrive meanwhile are only queued.
+  let conversationId = '';
+  let mode: ConversationMode = 'bot_active';
+  let modeSince = lastActivityAt;
+  let lastCustomerAt: number | undefined;
+  let lastHumanAt: number | undefined;
+  let settings: AgentSettings | undefined;
 
   setHandler(inboundEventSignal, (event) => {
     if (seen.has(event.dedupeKey)) return;
     seen.add(event.dedupeKey);
+    if (event.kind === 'echo') noteEcho(event);
     queue.push(event);
   });
-  setHandler(conversationStateQuery, () => ({ queued: queue.length, processed, seenKeys: seen.size }));
+  setHandler(operatorCommandSignal, (command) => {
+    if (seenRequests.has(command.requestId)) return;
+    seenRequests.add(command.requestId);
+    commands.push(command);
+  });
+  setHandler(conversationStateQuery, () => ({
+    mode,
+    modeSince,
+    lastCustomerAt: lastCustomerAt ?? null,
+    lastHumanAt: lastHumanAt ?? null,
+    queued: queue.length + commands.length,
+    burst: burst.length,
+    drafting,
+    parkedSends: [...parked.values()],
+    processed,
+    seenKeys: seen.size,
+  }));
 
-  for (;;) {
-    const hasWork = await condition(() => queue.length > 0, input.idleTimeoutMs);
-    if (!hasWork) {
-      await condition(allHandlersFinished);
-      if (queue.length === 0) return { processed };
-      continue;
-    }
-    // Meta does not guarantee order under redelivery; its timestamp does (stable sort keeps arrival order on ties).
-    queue.sort((a, b) => a.timestamp - b.timestamp);
-    const event = queue.shift()!;
-    try {
-      await handleEvent(ref, event);
-    } catch (err) {
-      // An activity that gave up (non-retryable, or out of attempts) must not end the conversation:
-      // the events queued behind it were already acknowledged to Meta.
-      if (!(err instanceof ActivityFailure)) throw err;
-      log.error('event handling failed', { kind: event.kind, failure: err.cause?.name });
-    }
-    processed += 1;
-
-    if (workflowInfo().continueAsNewSuggested) {
-      await condition(allHandlersFinished);
-      await continueAsNew<typeof conversationWorkflow>({ ...input, seenKeys: seen.toArray(), pending: queue });
-    }
-  }
-}
-
-async function handleEvent(ref: ConversationRef, event: InboundEvent): Promise<void> {
-  switch (event.kind) {
-    case 'message':
-    case 'postback':
-      return answer(ref, event);
-    case 'echo':
-      // Our own sends and a human's inbox replies both come back as echoes: never answer them.
-      await store.recordEcho({ ref, event });
+  /** Runs in the signal handler: an echo may be the confirmation an ambiguous send waits for. */
+  function noteEcho(event: EchoEvent): void {
+    const ours = outboundIdFromMetadata(event.metadata);
+    if (ours) {
+      confirmedByEcho.add(ours);
       return;
-    default:
-      await store.recordConversationEvent({ ref, event });
+    }
+    // Metadata lost: the same text to the same customer after we sent it is ours, not a human's.
+    if (awaitingEcho && event.text === awaitingEcho.text && event.timestamp >= awaitingEcho.since - 60_000) {
+      confirmedByEcho.add(awaitingEcho.outboundId);
+      echoMatches.set(event.dedupeKey, awaitingEcho.outboundId);
+    }
   }
-}
 
-async function answer(ref: ConversationRef, event: MessageEvent | PostbackEvent): Promise<void> {
-  const inbound = await store.recordInbound({ ref, event });
-  // Redelivered after an earlier run already answered it.
-  if (inbound.alreadyAnswered) return;
-
-  let reply: { text: string } | null;
-  try {
-    reply = await replies.generateReply({ tenantId: ref.tenantId, event });
-  } catch (err) {
-    if (!(err instanceof ActivityFailure)) throw err;
-    // Never silence and never a stack trace: the customer gets a polite holding answer.
-    log.warn('reply generation failed; sending the fallback', { failure: err.cause?.name });
-    reply = { text: FALLBACK_REPLY };
+  async function changeMode(to: ConversationMode, reason: string, operator?: { id: string; requestId: string }): Promise<void> {
+    if (to === 'human_active') burst.length = 0; // the bot stays silent: nothing gathered so far gets a bot answer
+    if (mode === to) return;
+    // Decided here first: a failing write must not leave the loop re-deciding the same change.
+    mode = to;
+    modeSince = workflowNow();
+    upsertSearchAttributes([{ key: CONVERSATION_STATE, value: mode }]);
+    await store.setConversationMode({ ref, mode: to, reason, ...(operator && { operator: operator.id, requestId: operator.requestId }) });
   }
-  if (!reply) return;
-  const outbound = await store.createReply({ ref, conversationId: inbound.conversationId, inReplyTo: inbound.messageId, text: reply.text });
-  if (outbound.status !== 'pending') return;
 
-  try {
-    await sender.sendReply({ channelId: ref.channelId, outboundId: outbound.id, customerId: ref.customerId });
-  } catch (err) {
-    const failure = sendFailure(err);
-    if (!failure) throw err;
-    log.warn('reply not sent', { type: failure.type, errorClass: failure.details.errorClass, code: failure.details.code });
+  const snapshot = await store.loadConversationSnapshot({ ref });
+  conversationId = snapshot.conversationId;
+  mode = snapshot.mode;
+  modeSince = snapshot.modeSince;
+  lastCustomerAt = snapshot.lastCustomerAt;
+  lastHumanAt = snapshot.lastHumanAt;
+  settings = snapshot.settings;
+  upsertSearchAttributes([{ key: CONVERSATION_STATE, value: mode }]);
+
+  const handoffEndsAt = () => Math.max(modeSince, lastHumanAt ?? 0) + settings!.handoffIdleMs;
+  const quietEndsAt = () => Math.max(...burst.map((b) => b.joinedAt)) + settings!.debounceMs;
+
+  // ---- storing events -------------------------------------------------------------------------
+
+  async function storeEvent(event: InboundEvent): Promise<void> {
+    if (isCustomerTurn(event)) {
+      const inbound = await store.recordInbound({ ref, event });
+      lastCustomerAt = Math.max(lastCustomerAt ?? 0, event.timestamp);
+      // Redelivered after an earlier run already answered it, or a human is answering.
+      if (inbound.alreadyAnswered || mode === 'human_active') return;
+      if ((inbound.turn.kind === 'story_mention' || inbound.turn.kind === 'story_reply') && settings!.storyReplies === 'ignore') return;
+      if (burst.some((b) => b.message.messageId === inbound.messageId)) return;
+      burst.push({ message: inbound.turn, joinedAt: workflowNow() });
+      return;
+    }
+    if (event.kind === 'echo') {
+      const matched = echoMatches.get(event.dedupeKey);
+      echoMatches.delete(event.dedupeKey);
+      const echo = await store.recordEcho({ ref, event, ...(matched && { matchedOutboundId: matched }) });
+      // Not ours: someone answered from Meta's inbox or the Instagram app. Step aside.
+      if (!echo.ours) {
+        lastHumanAt = Math.max(lastHumanAt ?? 0, event.timestamp);
+        await changeMode('human_active', 'inbox_reply');
+      }
+      return;
+    }
+    await store.applyConversationEvent({ ref, event });
+  }
+
+  async function runCommand(command: OperatorCommand): Promise<void> {
+    const operator = { id: command.operator, requestId: command.requestId };
+    if (command.kind === 'handoff') {
+      await changeMode(command.to, command.reason ? `operator: ${command.reason}` : 'operator', operator);
+      return;
+    }
+    // An operator writing to the customer takes the conversation over.
+    await changeMode('human_active', 'operator_message', operator);
+    lastHumanAt = workflowNow();
+    await store.touchHumanActivity({ conversationId, at: lastHumanAt });
+    await deliver({ author: 'human_agent', text: command.text, clientRef: command.requestId });
+  }
+
+  // ---- drafting -------------------------------------------------------------------------------
+
+  async function runTool(call: ToolCall): Promise<ToolResult> {
+    const args = { ref, conversationId, call };
+    try {
+      switch (call.name) {
+        case 'search_products':
+          return await searchTool.searchProductsTool(args);
+        case 'get_business_info':
+          return await infoTool.getBusinessInfoTool(args);
+        case 'handoff_to_human': {
+          const result = await handoffTool.handoffToHumanTool(args);
+          // Applied at once: even if this draft is superseded, the customer asked for a person.
+          if (result.ok) await changeMode('human_active', 'tool:handoff_to_human');
+          return result;
+        }
+        default:
+          return { callId: call.id, name: call.name, ok: false, content: { error: `unknown tool ${String(call.name)}` } };
+      }
+    } catch (err) {
+      if (!(err instanceof ActivityFailure) || isCancellation(err)) throw err;
+      return { callId: call.id, name: call.name, ok: false, content: { error: 'the tool is unavailable right now' } };
+    }
+  }
+
+  type Draft = { kind: 'done'; outcome: TurnOutcome } | { kind: 'failed' } | { kind: 'superseded' } | { kind: 'deadline' };
+
+  /** Drafts one answer to the burst; a newer customer message cancels the draft (engine activity included). */
+  async function draftAnswer(): Promise<Draft> {
+    const messages = burst.map((b) => b.message);
+    const draftScope = new CancellationScope();
+    const watchScope = new CancellationScope();
+    const draft = draftScope
+      .run(() =>
+        runTurn(messages, {
+          step: (req) => engine.planReplyStep({ ...req, ref, tenantId: ref.tenantId, conversationId }),
+          runTool,
+        }),
+      )
+      .then(
+        (outcome): Draft => ({ kind: 'done', outcome }),
+        (err): Draft => {
+          if (isCancellation(err)) return { kind: 'superseded' };
+          if (!(err instanceof ActivityFailure)) throw err;
+          log.warn('reply generation failed; sending the fallback', { failure: err.cause?.name });
+          return { kind: 'failed' };
+        },
+      );
+    const watch = watchScope
+      .run(() => condition(() => queue.some(isCustomerTurn), settings!.turnDeadlineMs))
+      .then(
+        (newMessage): Draft => (newMessage ? { kind: 'superseded' } : { kind: 'deadline' }),
+        (): Draft => ({ kind: 'superseded' }), // cancelled below once the draft settled; never raced
+      );
+    drafting = true;
+    try {
+      const first = await Promise.race([draft.then((d) => ({ from: 'draft' as const, d })), watch.then((d) => ({ from: 'watch' as const, d }))]);
+      if (first.from === 'draft') watchScope.cancel();
+      else draftScope.cancel();
+      return first.d;
+    } finally {
+      drafting = false;
+    }
+  }
+
+  async function answerBurst(): Promise<void> {
+    const covered = [...burst];
+    const draft = await draftAnswer();
+    if (draft.kind === 'superseded') {
+      log.info('draft superseded by a newer message');
+      return; // the burst stays; the next quiet window answers all of it
+    }
+    burst.splice(0, covered.length);
+    const handedOffByTool = draft.kind === 'done' && draft.outcome.handoff;
+    // A person took over while the draft was written (inbox reply, operator): the bot stays silent.
+    if (mode === 'human_active' && !handedOffByTool) return;
+    let text: string;
+    if (draft.kind === 'done') text = draft.outcome.text || (draft.outcome.handoff ? HANDOFF_REPLY : FALLBACK_REPLY);
+    else {
+      if (draft.kind === 'deadline') log.warn('reply missed the turn deadline; sending the fallback', { deadlineMs: settings!.turnDeadlineMs });
+      text = FALLBACK_REPLY;
+    }
+    const newest = covered[covered.length - 1]!.message;
+    await deliver({ author: 'bot', text, inReplyTo: newest.messageId, covers: covered.map((b) => b.message.messageId) });
+  }
+
+  // ---- sending --------------------------------------------------------------------------------
+
+  async function park(outboundId: string, author: Delivery['author'], waitMs: number, reason: ParkedSend['reason']): Promise<void> {
+    parked.set(outboundId, { outboundId, author, waitingUntil: workflowNow() + waitMs, reason });
+    try {
+      await sleep(Math.max(1, waitMs));
+    } finally {
+      parked.delete(outboundId);
+    }
+  }
+
+  async function deliver(d: Delivery): Promise<void> {
+    const outbound = await store.createOutbound({ ref, conversationId, ...d });
+    if (outbound.status !== 'pending') return;
+    const policy = decideSendPolicy(d.author, workflowNow(), lastCustomerAt);
+    if (!policy.send) {
+      log.info('message not sent: outside the messaging window', { author: d.author });
+      await store.markOutboundOutsideWindow({ outboundId: outbound.id, reason: policy.reason });
+      return;
+    }
+    let ambiguous = 0;
+    let throttled = 0;
+    for (;;) {
+      // The channel's budget is shared by every conversation on it: overflow waits here, in order.
+      for (;;) {
+        const slot = await budget.reserveSendSlot({ channelId: ref.channelId });
+        if (slot.granted) break;
+        await park(outbound.id, d.author, slot.waitMs, slot.reason);
+      }
+      try {
+        await sender.sendOutbound({
+          channelId: ref.channelId,
+          outboundId: outbound.id,
+          customerId: ref.customerId,
+          messagingType: policy.messagingType,
+          ...(policy.messagingType === 'MESSAGE_TAG' && { tag: policy.tag }),
+          round: ambiguous,
+        });
+        return;
+      } catch (err) {
+        const failure = activityFailure(err);
+        if (!failure) throw err;
+        if (failure.type === 'GraphRateLimited' && ++throttled < MAX_RATE_LIMITED_ROUNDS) {
+          await park(outbound.id, d.author, failure.details.retryAfterMs ?? 10_000, 'rate_limited');
+          continue;
+        }
+        if (failure.type === 'AmbiguousSend') {
+          // The request may have reached Meta: wait for its echo instead of sending a second copy.
+          ambiguous += 1;
+          awaitingEcho = { outboundId: outbound.id, text: d.text, since: workflowNow() };
+          parked.set(outbound.id, { outboundId: outbound.id, author: d.author, waitingUntil: workflowNow() + ECHO_WAIT_MS, reason: 'awaiting_echo' });
+          const echoed = await condition(() => confirmedByEcho.has(outbound.id), ECHO_WAIT_MS);
+          parked.delete(outbound.id);
+          awaitingEcho = undefined;
+          if (echoed) return; // the echo, queued, marks the row sent when it is stored
+          if (ambiguous < MAX_AMBIGUOUS_ATTEMPTS) continue;
+        }
+        await recordSendFailure(outbound.id, failure);
+        return;
+      }
+    }
+  }
+
+  async function recordSendFailure(outboundId: string, failure: { type: string; details: SendFailureDetails }): Promise<void> {
+    log.warn('message not sent', { type: failure.type, errorClass: failure.details.errorClass, code: failure.details.code });
     if (failure.details.reauth) {
       await store.markChannelReauthRequired({ channelId: ref.channelId, reason: `${failure.type} (code ${failure.details.code ?? 'n/a'})` });
     }
-    await store.markReplyFailed({
-      outboundId: outbound.id,
+    await store.markOutboundFailed({
+      outboundId,
       error: {
         type: failure.type,
         reason: failure.details.errorClass,
@@ -157,5 +411,65 @@ async function answer(ref: ConversationRef, event: MessageEvent | PostbackEvent)
         ...(failure.details.fbtraceId !== undefined && { fbtraceId: failure.details.fbtraceId }),
       },
     });
+  }
+
+  /** Activity failures (non-retryable, or out of attempts) must not end the conversation. */
+  async function guarded(what: string, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      if (!(err instanceof ActivityFailure)) throw err;
+      log.error(`${what} failed`, { failure: err.cause?.name });
+    }
+  }
+
+  // ---- the loop -------------------------------------------------------------------------------
+
+  for (;;) {
+    const now = workflowNow();
+    const deadlines = [lastActivityAt + input.idleTimeoutMs];
+    if (mode === 'bot_active' && burst.length > 0) deadlines.push(quietEndsAt());
+    if (mode === 'human_active') deadlines.push(handoffEndsAt());
+    const wakeAt = Math.min(...deadlines);
+    if (wakeAt > now) await condition(() => queue.length > 0 || commands.length > 0, wakeAt - now);
+
+    // Meta does not guarantee order under redelivery; its timestamp does (stable sort keeps arrival order on ties).
+    while (queue.length > 0 || commands.length > 0) {
+      lastActivityAt = workflowNow();
+      if (queue.length > 0) {
+        queue.sort((a, b) => a.timestamp - b.timestamp);
+        const event = queue.shift()!;
+        await guarded(`storing ${event.kind}`, () => storeEvent(event));
+        processed += 1;
+      } else {
+        const command = commands.shift()!;
+        await guarded(`operator ${command.kind}`, () => runCommand(command));
+      }
+    }
+
+    if (mode === 'human_active' && workflowNow() >= handoffEndsAt()) {
+      await guarded('returning to the bot', () => changeMode('bot_active', 'human_idle'));
+    }
+    if (mode === 'bot_active' && burst.length > 0 && workflowNow() >= quietEndsAt()) {
+      await guarded('answering', answerBurst);
+      lastActivityAt = workflowNow();
+    }
+
+    const idle = queue.length === 0 && commands.length === 0 && burst.length === 0;
+    if (idle && workflowNow() >= lastActivityAt + input.idleTimeoutMs) {
+      await condition(allHandlersFinished);
+      if (queue.length === 0 && commands.length === 0) return { processed };
+    }
+    if (workflowInfo().continueAsNewSuggested) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof conversationWorkflow>({
+        ...input,
+        seenKeys: seen.toArray(),
+        seenRequests: seenRequests.toArray(),
+        pending: queue,
+        commands,
+        burst,
+      });
+    }
   }
 }

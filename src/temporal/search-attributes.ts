@@ -8,7 +8,10 @@ export const TENANT_ID = defineSearchAttributeKey('TenantId', SearchAttributeTyp
 export const CHANNEL_ID = defineSearchAttributeKey('ChannelId', SearchAttributeType.KEYWORD);
 export const PLATFORM = defineSearchAttributeKey('Platform', SearchAttributeType.KEYWORD);
 
-export const CUSTOM_SEARCH_ATTRIBUTES = [TENANT_ID, CHANNEL_ID, PLATFORM];
+/** `bot_active` / `human_active`: operators find handed-off conversations in the Temporal UI. */
+export const CONVERSATION_STATE = defineSearchAttributeKey('ConversationState', SearchAttributeType.KEYWORD);
+
+export const CUSTOM_SEARCH_ATTRIBUTES = [TENANT_ID, CHANNEL_ID, PLATFORM, CONVERSATION_STATE];
 
 /** `--search-attribute` arguments for `temporal server start-dev`. */
 export function devServerSearchAttributeArgs(): string[] {
