@@ -135,7 +135,11 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
   const confirmedByEcho = new Set<string>();
   const echoMatches = new Map<string, string>();
   let awaitingEcho: { outboundId: string; text: string; since: number } | undefined;
+  /** Bumped by anything that should supersede a draft: a customer message, an operator command, a human's echo. */
+  let interruptions = 0;
   let drafting = false;
+  /** The current draft's `handoff_to_human` call succeeded. */
+  let handoffInDraft = false;
   let processed = 0;
   let lastActivityAt = workflowNow();
 
@@ -150,13 +154,16 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
   setHandler(inboundEventSignal, (event) => {
     if (seen.has(event.dedupeKey)) return;
     seen.add(event.dedupeKey);
-    if (event.kind === 'echo') noteEcho(event);
+    if (event.kind === 'echo') {
+      if (!noteEcho(event)) interruptions += 1;
+    } else if (isCustomerTurn(event)) interruptions += 1;
     queue.push(event);
   });
   setHandler(operatorCommandSignal, (command) => {
     if (seenRequests.has(command.requestId)) return;
     seenRequests.add(command.requestId);
     commands.push(command);
+    interruptions += 1;
   });
   setHandler(conversationStateQuery, () => ({
     mode,
@@ -171,18 +178,20 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
     seenKeys: seen.size,
   }));
 
-  /** Runs in the signal handler: an echo may be the confirmation an ambiguous send waits for. */
-  function noteEcho(event: EchoEvent): void {
+  /** Runs in the signal handler: an echo may be the confirmation an ambiguous send waits for. True when it is ours. */
+  function noteEcho(event: EchoEvent): boolean {
     const ours = outboundIdFromMetadata(event.metadata);
     if (ours) {
       confirmedByEcho.add(ours);
-      return;
+      return true;
     }
     // Metadata lost: the same text to the same customer after we sent it is ours, not a human's.
     if (awaitingEcho && event.text === awaitingEcho.text && event.timestamp >= awaitingEcho.since - 60_000) {
       confirmedByEcho.add(awaitingEcho.outboundId);
       echoMatches.set(event.dedupeKey, awaitingEcho.outboundId);
+      return true;
     }
+    return false;
   }
 
   async function changeMode(to: ConversationMode, reason: string, operator?: { id: string; requestId: string }): Promise<void> {
@@ -260,7 +269,10 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
         case 'handoff_to_human': {
           const result = await handoffTool.handoffToHumanTool(args);
           // Applied at once: even if this draft is superseded, the customer asked for a person.
-          if (result.ok) await changeMode('human_active', 'tool:handoff_to_human');
+          if (result.ok) {
+            handoffInDraft = true;
+            await changeMode('human_active', 'tool:handoff_to_human');
+          }
           return result;
         }
         default:
@@ -274,9 +286,14 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
 
   type Draft = { kind: 'done'; outcome: TurnOutcome } | { kind: 'failed' } | { kind: 'superseded' } | { kind: 'deadline' };
 
-  /** Drafts one answer to the burst; a newer customer message cancels the draft (engine activity included). */
+  /**
+   * Drafts one answer to the burst. A newer customer message, an operator command or a human's
+   * echo cancels the draft (the engine activity included): the loop handles it and decides again.
+   */
   async function draftAnswer(): Promise<Draft> {
     const messages = burst.map((b) => b.message);
+    const seenInterruptions = interruptions;
+    handoffInDraft = false;
     const draftScope = new CancellationScope();
     const watchScope = new CancellationScope();
     const draft = draftScope
@@ -296,7 +313,7 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
         },
       );
     const watch = watchScope
-      .run(() => condition(() => queue.some(isCustomerTurn), settings!.turnDeadlineMs))
+      .run(() => condition(() => interruptions > seenInterruptions, settings!.turnDeadlineMs))
       .then(
         (newMessage): Draft => (newMessage ? { kind: 'superseded' } : { kind: 'deadline' }),
         (): Draft => ({ kind: 'superseded' }), // cancelled below once the draft settled; never raced
@@ -317,7 +334,12 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
     const draft = await draftAnswer();
     if (draft.kind === 'superseded') {
       log.info('draft superseded by a newer message');
-      return; // the burst stays; the next quiet window answers all of it
+      // The handoff already happened (and cleared the burst): the customer still hears that a person is coming.
+      if (handoffInDraft) {
+        const newest = covered[covered.length - 1]!.message;
+        await deliver({ author: 'bot', text: HANDOFF_REPLY, inReplyTo: newest.messageId, covers: covered.map((b) => b.message.messageId) });
+      }
+      return; // otherwise the burst stays; the next quiet window answers all of it
     }
     burst.splice(0, covered.length);
     const handedOffByTool = draft.kind === 'done' && draft.outcome.handoff;
@@ -347,52 +369,59 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
   async function deliver(d: Delivery): Promise<void> {
     const outbound = await store.createOutbound({ ref, conversationId, ...d });
     if (outbound.status !== 'pending') return;
-    const policy = decideSendPolicy(d.author, workflowNow(), lastCustomerAt);
-    if (!policy.send) {
-      log.info('message not sent: outside the messaging window', { author: d.author });
-      await store.markOutboundOutsideWindow({ outboundId: outbound.id, reason: policy.reason });
-      return;
-    }
     let ambiguous = 0;
     let throttled = 0;
-    for (;;) {
-      // The channel's budget is shared by every conversation on it: overflow waits here, in order.
+    // Set before the first call, not after an ambiguous failure: the echo can overtake the Send
+    // API's answer (or the timeout that makes the send ambiguous), and it must not read as a human.
+    awaitingEcho = { outboundId: outbound.id, text: d.text, since: workflowNow() };
+    try {
       for (;;) {
-        const slot = await budget.reserveSendSlot({ channelId: ref.channelId });
-        if (slot.granted) break;
-        await park(outbound.id, d.author, slot.waitMs, slot.reason);
-      }
-      try {
-        await sender.sendOutbound({
-          channelId: ref.channelId,
-          outboundId: outbound.id,
-          customerId: ref.customerId,
-          messagingType: policy.messagingType,
-          ...(policy.messagingType === 'MESSAGE_TAG' && { tag: policy.tag }),
-          round: ambiguous,
-        });
-        return;
-      } catch (err) {
-        const failure = activityFailure(err);
-        if (!failure) throw err;
-        if (failure.type === 'GraphRateLimited' && ++throttled < MAX_RATE_LIMITED_ROUNDS) {
-          await park(outbound.id, d.author, failure.details.retryAfterMs ?? 10_000, 'rate_limited');
-          continue;
+        // Decided at each attempt, not once: a send parked for long may have outlived the window.
+        let policy = decideSendPolicy(d.author, workflowNow(), lastCustomerAt);
+        // The channel's budget is shared by every conversation on it: overflow waits here, in order.
+        while (policy.send) {
+          const slot = await budget.reserveSendSlot({ channelId: ref.channelId });
+          if (slot.granted) break;
+          await park(outbound.id, d.author, slot.waitMs, slot.reason);
+          policy = decideSendPolicy(d.author, workflowNow(), lastCustomerAt);
         }
-        if (failure.type === 'AmbiguousSend') {
-          // The request may have reached Meta: wait for its echo instead of sending a second copy.
-          ambiguous += 1;
-          awaitingEcho = { outboundId: outbound.id, text: d.text, since: workflowNow() };
-          parked.set(outbound.id, { outboundId: outbound.id, author: d.author, waitingUntil: workflowNow() + ECHO_WAIT_MS, reason: 'awaiting_echo' });
-          const echoed = await condition(() => confirmedByEcho.has(outbound.id), ECHO_WAIT_MS);
-          parked.delete(outbound.id);
-          awaitingEcho = undefined;
-          if (echoed) return; // the echo, queued, marks the row sent when it is stored
-          if (ambiguous < MAX_AMBIGUOUS_ATTEMPTS) continue;
+        if (!policy.send) {
+          log.info('message not sent: outside the messaging window', { author: d.author });
+          await store.markOutboundOutsideWindow({ outboundId: outbound.id, reason: policy.reason });
+          return;
         }
-        await recordSendFailure(outbound.id, failure);
-        return;
+        try {
+          await sender.sendOutbound({
+            channelId: ref.channelId,
+            outboundId: outbound.id,
+            customerId: ref.customerId,
+            messagingType: policy.messagingType,
+            ...(policy.messagingType === 'MESSAGE_TAG' && { tag: policy.tag }),
+            round: ambiguous,
+          });
+          return;
+        } catch (err) {
+          const failure = activityFailure(err);
+          if (!failure) throw err;
+          if (failure.type === 'GraphRateLimited' && ++throttled < MAX_RATE_LIMITED_ROUNDS) {
+            await park(outbound.id, d.author, failure.details.retryAfterMs ?? 10_000, 'rate_limited');
+            continue;
+          }
+          if (failure.type === 'AmbiguousSend') {
+            // The request may have reached Meta: wait for its echo instead of sending a second copy.
+            ambiguous += 1;
+            parked.set(outbound.id, { outboundId: outbound.id, author: d.author, waitingUntil: workflowNow() + ECHO_WAIT_MS, reason: 'awaiting_echo' });
+            const echoed = await condition(() => confirmedByEcho.has(outbound.id), ECHO_WAIT_MS);
+            parked.delete(outbound.id);
+            if (echoed) return; // the echo, queued, marks the row sent when it is stored
+            if (ambiguous < MAX_AMBIGUOUS_ATTEMPTS) continue;
+          }
+          await recordSendFailure(outbound.id, failure);
+          return;
+        }
       }
+    } finally {
+      awaitingEcho = undefined;
     }
   }
 
@@ -411,6 +440,12 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
         ...(failure.details.fbtraceId !== undefined && { fbtraceId: failure.details.fbtraceId }),
       },
     });
+  }
+
+  async function returnToBotIfIdle(): Promise<void> {
+    if (mode === 'human_active' && workflowNow() >= handoffEndsAt()) {
+      await guarded('returning to the bot', () => changeMode('bot_active', 'human_idle'));
+    }
   }
 
   /** Activity failures (non-retryable, or out of attempts) must not end the conversation. */
@@ -432,6 +467,9 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
     if (mode === 'human_active') deadlines.push(handoffEndsAt());
     const wakeAt = Math.min(...deadlines);
     if (wakeAt > now) await condition(() => queue.length > 0 || commands.length > 0, wakeAt - now);
+    // Before the queue too: the run's idle timeout can end it before a handoff expires, and the
+    // message that starts the next run must not be left unanswered by a handoff already over.
+    await returnToBotIfIdle();
 
     // Meta does not guarantee order under redelivery; its timestamp does (stable sort keeps arrival order on ties).
     while (queue.length > 0 || commands.length > 0) {
@@ -447,9 +485,7 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
       }
     }
 
-    if (mode === 'human_active' && workflowNow() >= handoffEndsAt()) {
-      await guarded('returning to the bot', () => changeMode('bot_active', 'human_idle'));
-    }
+    await returnToBotIfIdle();
     if (mode === 'bot_active' && burst.length > 0 && workflowNow() >= quietEndsAt()) {
       await guarded('answering', answerBurst);
       lastActivityAt = workflowNow();

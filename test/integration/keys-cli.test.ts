@@ -140,7 +140,11 @@ describe('operator CLI: tenants, channels and keys (child process, real PostgreS
       masterKeys: [{ version: 1, dataKeys: 2, retired: false, configured: true }],
       // Tenant A: 3 encryptions (two connects and a reconnect); tenant B: 1.
       dataKeys: [{ version: 1, tenants: 2, superseded: 0, encryptions: 4, oldestCreatedAt: expect.any(String) }],
-      secrets: [{ table: 'channels', column: 'access_token_ciphertext', byDataKeyVersion: { '1': 3 }, onSupersededKeys: 0 }],
+      secrets: [
+        { table: 'channels', column: 'access_token_ciphertext', byDataKeyVersion: { '1': 3 }, onSupersededKeys: 0 },
+        // No tenant stored a model API key: counted, and empty.
+        { table: 'tenant_settings', column: 'llm_api_key_ciphertext', byDataKeyVersion: {}, onSupersededKeys: 0 },
+      ],
       pending: { rewrap: 0, reencrypt: 0 },
     });
     expect(new Date(status.dataKeys[0]!.oldestCreatedAt!).getTime()).not.toBeNaN();

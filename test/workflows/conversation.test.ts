@@ -1,23 +1,40 @@
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Context } from '@temporalio/activity';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
-import { NativeConnection, Worker } from '@temporalio/worker';
-import type { Activities } from '../../activities';
-import type { InboundEvent, MessageEvent } from '../../src/shared/types';
+import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { NativeConnection } from '@temporalio/worker';
+import { resolveTemporalCli } from '../../scripts/temporal-cli';
+import { parseWebhookPayload } from '../../src/meta/webhook-events';
+import type { InboundEvent, MessageEvent, TurnMessage } from '../../src/shared/types';
+import { CONVERSATION_STATE, CUSTOM_SEARCH_ATTRIBUTES } from '../../src/temporal/search-attributes';
+import { FALLBACK_REPLY, HANDOFF_REPLY, type ConversationInput, type ConversationState } from '../../workflows/definitions';
+import {
+  CHANNEL,
+  CONVERSATION_ID,
+  conversation,
+  createConversationFakes,
+  echo,
+  gate,
+  graphFailures,
+  heartbeatUntil,
+  messageIdOf,
+  TENANT,
+  textMessage,
+  waitFor,
+  withConversationWorker,
+  type ConversationFakes,
+  type FakeOptions,
+  type TestConversation,
+} from '../support/conversation-fakes';
 import { installQuietRuntime } from '../support/stack';
-import { conversationStateQuery, FALLBACK_REPLY, inboundEventSignal, type ConversationInput, type ConversationState } from '../../workflows/definitions';
+import { fixture, PAGE_A } from '../support/webhooks';
 
 /**
  * Decisions of the conversation workflow against the real dev server and the real workflow
- * bundle, with recording fakes in place of the Postgres / Graph activities.
+ * bundle, with recording fakes in place of the Postgres / Graph / engine activities
+ * (test/support/conversation-fakes.ts). Timer-heavy behaviour (24-hour window, handoff idle
+ * return, echo waits, budget waits) is in conversation-timers.test.ts on the time-skipping server.
  */
-
-/** The activities the conversation workflow calls. */
-type Acts = Omit<Activities, 'rewrapDataKeysBatch' | 'rotateDataKeysBatch' | 'reencryptSecretsBatch' | 'destroyUnusedDataKeys' | 'recordAuditEvent' | 'purgeExpiredAuditEpochs' | 'verifyAuditChains'>;
-type ActName = keyof Acts;
-type Calls = { [K in ActName]: Array<Parameters<Acts[K]>[0]> };
 
 function required(name: string): string {
   const v = process.env[name];
@@ -44,469 +61,601 @@ afterAll(async () => {
   await connection?.close();
 });
 
-/** Recording fakes with the same names and signatures as the real activities; `behaviour` overrides one. */
-function makeFakes(behaviour: Partial<Acts> = {}) {
-  const calls: Calls = {
-    recordInbound: [],
-    recordEcho: [],
-    recordConversationEvent: [],
-    generateReply: [],
-    createReply: [],
-    markReplyFailed: [],
-    markChannelReauthRequired: [],
-    sendReply: [],
-  };
-  /** Every call in order, as `name:key`. */
-  const log: string[] = [];
-  const defaults: Acts = {
-    async recordInbound({ event }) {
-      return { messageId: `msg-${event.dedupeKey}`, conversationId: 'conv-1', inserted: true, alreadyAnswered: false };
-    },
-    async recordEcho() {
-      return { ours: false };
-    },
-    async recordConversationEvent() {
-      return { inserted: true };
-    },
-    async generateReply({ event }) {
-      return { text: `reply to ${event.dedupeKey}` };
-    },
-    async createReply({ inReplyTo }) {
-      return { id: `out-${inReplyTo}`, status: 'pending', mid: null };
-    },
-    async markReplyFailed() {
-      return undefined;
-    },
-    async markChannelReauthRequired() {
-      return { changed: true };
-    },
-    async sendReply({ outboundId }) {
-      return { messageId: `m_${outboundId}` };
-    },
-  };
-  const keyOf = (input: Record<string, unknown>): string => {
-    const event = input.event as InboundEvent | undefined;
-    return String(event?.dedupeKey ?? input.outboundId ?? input.inReplyTo ?? input.channelId ?? '');
-  };
-  const acts = {} as Record<ActName, (input: never) => Promise<unknown>>;
-  for (const name of Object.keys(defaults) as ActName[]) {
-    const impl = (behaviour[name] ?? defaults[name]) as (input: unknown) => Promise<unknown>;
-    acts[name] = async (input: never) => {
-      (calls[name] as unknown[]).push(input);
-      log.push(`${name}:${keyOf(input as Record<string, unknown>)}`);
-      return impl(input);
-    };
-  }
-  return { acts: acts as unknown as Acts, calls, log };
-}
-
-/** Gates still closed when a test ends are opened, so a failed assertion cannot leave an activity hanging the worker's shutdown. */
-const openGates = new Set<() => void>();
-
-function gate(): { promise: Promise<void>; release: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  const release = () => {
-    openGates.delete(release);
-    resolve();
-  };
-  openGates.add(release);
-  return { promise, release };
-}
-
-/** Runs `fn` with a worker on a fresh task queue; open workflows are terminated afterwards. */
-async function withWorker(acts: Acts, fn: (taskQueue: string, track: (h: WorkflowHandle) => void) => Promise<void>): Promise<void> {
-  const taskQueue = `wf-test-${randomUUID()}`;
-  const worker = await Worker.create({ connection: nativeConnection, taskQueue, workflowBundle: { code: bundleCode }, activities: acts });
-  const handles: WorkflowHandle[] = [];
-  await worker.runUntil(async () => {
-    try {
-      await fn(taskQueue, (h) => handles.push(h));
-    } finally {
-      for (const release of [...openGates]) release();
-      for (const h of handles) await h.terminate('test finished').catch(() => undefined);
-    }
+/** A worker with fresh fakes, and a conversation on its task queue (terminated afterwards). */
+async function scenario(options: FakeOptions & { idleTimeoutMs?: number }, fn: (c: TestConversation, fakes: ConversationFakes) => Promise<void>): Promise<void> {
+  const fakes = createConversationFakes(options);
+  await withConversationWorker({ nativeConnection, bundleCode }, fakes.activities, async (taskQueue, track) => {
+    const c = conversation(client, taskQueue, { ...(options.idleTimeoutMs !== undefined && { idleTimeoutMs: options.idleTimeoutMs }) });
+    track(c);
+    await fn(c, fakes);
   });
 }
 
-async function waitFor<T>(fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const TENANT = 'tenant-1';
-const CHANNEL = 'channel-1';
-const PAGE = '104829376511820';
-
-function conversation(idleTimeoutMs = 60_000): { workflowId: string; input: ConversationInput } {
-  const customerId = `cust-${randomUUID().slice(0, 8)}`;
-  return {
-    workflowId: `conversation/${TENANT}/${CHANNEL}/${customerId}`,
-    input: { tenantId: TENANT, channelId: CHANNEL, platform: 'messenger', customerId, idleTimeoutMs },
-  };
-}
-
-function message(input: ConversationInput, mid: string, timestamp: number, text = `text ${mid}`): MessageEvent {
-  return { kind: 'message', platform: 'messenger', accountId: PAGE, customerId: input.customerId, timestamp, dedupeKey: mid, mid, text, attachments: [] };
-}
-
-async function signal(taskQueue: string, workflowId: string, input: ConversationInput, event: InboundEvent) {
-  return client.workflow.signalWithStart('conversationWorkflow', {
-    workflowId,
-    taskQueue,
-    args: [input],
-    signal: inboundEventSignal,
-    signalArgs: [event],
-  });
-}
-
-async function state(h: WorkflowHandle): Promise<ConversationState> {
-  return h.query(conversationStateQuery);
-}
-
-async function processed(h: WorkflowHandle, n: number): Promise<ConversationState> {
+async function processed(c: TestConversation, n: number): Promise<ConversationState> {
   return waitFor(async () => {
-    const s = await state(h);
-    return s.processed >= n ? s : undefined;
+    const s = await c.state();
+    return s.processed >= n && s.queued === 0 ? s : undefined;
   }, `${n} processed events`);
 }
 
-describe('conversationWorkflow', () => {
-  it('answers a message: recordInbound → generateReply → createReply → sendReply, once each', async () => {
-    const { acts, calls, log } = makeFakes();
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation();
-      const event = message(input, 'm_hello', 1_700_000_000_000, 'Hallo, gibt es die Jacke in M?');
-      const h = await signal(taskQueue, workflowId, input, event);
-      track(h);
+async function stateAttribute(h: WorkflowHandle): Promise<string | undefined> {
+  return (await h.describe()).typedSearchAttributes.get(CONVERSATION_STATE);
+}
 
-      expect(await processed(h, 1)).toEqual({ queued: 0, processed: 1, seenKeys: 1 });
-      const ref = { tenantId: TENANT, channelId: CHANNEL, customerId: input.customerId };
-      expect(calls.recordInbound).toEqual([{ ref, event }]);
-      expect(calls.generateReply).toEqual([{ tenantId: TENANT, event }]);
-      expect(calls.createReply).toEqual([{ ref, conversationId: 'conv-1', inReplyTo: 'msg-m_hello', text: 'reply to m_hello' }]);
-      expect(calls.sendReply).toEqual([{ channelId: CHANNEL, outboundId: 'out-msg-m_hello', customerId: input.customerId }]);
-      expect(log).toEqual(['recordInbound:m_hello', 'generateReply:m_hello', 'createReply:msg-m_hello', 'sendReply:out-msg-m_hello']);
-      expect(calls.recordEcho).toHaveLength(0);
-      expect(calls.recordConversationEvent).toHaveLength(0);
-      expect(calls.markReplyFailed).toHaveLength(0);
-      expect(calls.markChannelReauthRequired).toHaveLength(0);
-      expect((await h.describe()).status.name).toBe('RUNNING');
+const ids = (messages: TurnMessage[]) => messages.map((m) => m.messageId);
+
+describe('conversationWorkflow: bursts and drafts', () => {
+  it('answers three messages inside the quiet window with one turn, one outbound row and one send', async () => {
+    await scenario({ settings: { debounceMs: 800 } }, async (c, fakes) => {
+      const t = Date.now();
+      await c.send(textMessage('b1', t, 'Hi'));
+      await c.send(textMessage('b2', t + 1, 'do you have the jacket'));
+      await c.send(textMessage('b3', t + 2, 'in size M?'));
+      await waitFor(() => fakes.sent.length === 1, 'the answer');
+
+      expect(fakes.calls.recordInbound.map((i) => i.event.dedupeKey)).toEqual(['mid:b1', 'mid:b2', 'mid:b3']);
+      expect(fakes.calls.planReplyStep).toHaveLength(1);
+      const turn = fakes.calls.planReplyStep[0]!;
+      expect(turn).toMatchObject({ ref: c.ref, tenantId: TENANT, conversationId: CONVERSATION_ID, exchanges: [], final: false });
+      expect(turn.messages.map((m) => m.text)).toEqual(['Hi', 'do you have the jacket', 'in size M?']);
+      expect(fakes.calls.createOutbound).toEqual([
+        {
+          ref: c.ref,
+          conversationId: CONVERSATION_ID,
+          author: 'bot',
+          text: 'answer to Hi + do you have the jacket + in size M?',
+          inReplyTo: messageIdOf('b3'),
+          covers: [messageIdOf('b1'), messageIdOf('b2'), messageIdOf('b3')],
+        },
+      ]);
+      const [row] = fakes.outbound.values();
+      expect(fakes.calls.sendOutbound).toEqual([{ channelId: CHANNEL, outboundId: row!.id, customerId: c.input.customerId, messagingType: 'RESPONSE', round: 0 }]);
+      // The turn started only after the whole burst was stored.
+      expect(fakes.log.filter((l) => /^(recordInbound|planReplyStep|sendOutbound):/.test(l)).map((l) => l.split(':')[0])).toEqual(['recordInbound', 'recordInbound', 'recordInbound', 'planReplyStep', 'sendOutbound']);
+
+      // A message after the answer is a new burst with its own answer.
+      await c.send(textMessage('b4', Date.now(), 'thanks'));
+      await waitFor(() => fakes.sent.length === 2, 'the second answer');
+      expect(ids(fakes.calls.planReplyStep[1]!.messages)).toEqual([messageIdOf('b4')]);
+      expect(fakes.calls.createOutbound[1]).toMatchObject({ inReplyTo: messageIdOf('b4'), covers: [messageIdOf('b4')] });
     });
+  });
+
+  it('a message arriving while the draft is generated cancels it (heartbeat) and the answer covers both', async () => {
+    const engine = gate();
+    await scenario(
+      {
+        overrides: {
+          async planReplyStep(input, next, fakes) {
+            if (fakes.calls.planReplyStep.length === 1) await heartbeatUntil(fakes, engine.promise);
+            return next(input);
+          },
+        },
+      },
+      async (c, fakes) => {
+        const t = Date.now();
+        await c.send(textMessage('s1', t, 'where is my order'));
+        await waitFor(() => fakes.calls.planReplyStep.length === 1, 'the first draft');
+        expect(await c.state()).toMatchObject({ mode: 'bot_active', drafting: true, burst: 1, processed: 1, queued: 0, parkedSends: [] });
+
+        await c.send(textMessage('s2', t + 1, 'order 1234'));
+        await waitFor(() => fakes.sent.length === 1, 'the answer');
+        await waitFor(() => fakes.cancelledSteps === 1, 'the superseded engine step to see its cancellation');
+
+        expect(fakes.calls.planReplyStep.map((i) => ids(i.messages))).toEqual([[messageIdOf('s1')], [messageIdOf('s1'), messageIdOf('s2')]]);
+        expect(fakes.calls.createOutbound).toHaveLength(1);
+        expect(fakes.calls.createOutbound[0]).toMatchObject({ text: 'answer to where is my order + order 1234', inReplyTo: messageIdOf('s2'), covers: [messageIdOf('s1'), messageIdOf('s2')] });
+        expect(fakes.calls.sendOutbound).toHaveLength(1);
+        const s = await c.state();
+        expect(s).toMatchObject({ mode: 'bot_active', drafting: false, burst: 0, processed: 2, queued: 0, parkedSends: [], seenKeys: 2, lastHumanAt: null });
+        expect(s.lastCustomerAt).toBe(t + 1);
+      },
+    );
+  });
+
+  it('a draft that misses the turn deadline is cancelled and the polite fallback is sent', async () => {
+    const never = gate();
+    await scenario(
+      {
+        settings: { turnDeadlineMs: 1000 },
+        overrides: {
+          async planReplyStep(_input, _next, fakes) {
+            await heartbeatUntil(fakes, never.promise);
+            throw new Error('unreachable: the gate never opens');
+          },
+        },
+      },
+      async (c, fakes) => {
+        await c.send(textMessage('slow', Date.now()));
+        await waitFor(() => fakes.sent.length === 1, 'the fallback');
+        expect(fakes.calls.createOutbound.map((i) => i.text)).toEqual([FALLBACK_REPLY]);
+        await waitFor(() => fakes.cancelledSteps === 1, 'the engine step to be cancelled');
+        expect(fakes.calls.planReplyStep).toHaveLength(1);
+      },
+    );
+  });
+
+  it('sends the polite fallback when the engine fails, and answers the next message normally', async () => {
+    await scenario(
+      {
+        overrides: {
+          async planReplyStep(input, next) {
+            if (input.messages.some((m) => m.text === 'boom')) throw ApplicationFailure.create({ message: 'model not found', type: 'ReplyEngineRejected', nonRetryable: true });
+            return next(input);
+          },
+        },
+      },
+      async (c, fakes) => {
+        await c.send(textMessage('f1', Date.now(), 'boom'));
+        await waitFor(() => fakes.sent.length === 1, 'the fallback');
+        await c.send(textMessage('f2', Date.now(), 'hello again'));
+        await waitFor(() => fakes.sent.length === 2, 'the second answer');
+        expect(fakes.calls.createOutbound.map((i) => i.text)).toEqual([FALLBACK_REPLY, 'answer to hello again']);
+        expect((await c.handle().describe()).status.name).toBe('RUNNING');
+      },
+    );
   });
 
   it('processes an event signalled three times (same dedupeKey) once', async () => {
-    const { acts, calls } = makeFakes();
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation();
-      const event = message(input, 'm_dup', 1000);
-      const first = await signal(taskQueue, workflowId, input, event);
-      track(first);
-      const second = await signal(taskQueue, workflowId, input, { ...event });
-      const third = await signal(taskQueue, workflowId, input, { ...event });
-      // signalWithStart reached the same run each time.
-      expect(second.signaledRunId).toBe(first.signaledRunId);
-      expect(third.signaledRunId).toBe(first.signaledRunId);
+    await scenario({}, async (c, fakes) => {
+      const event = textMessage('dup', Date.now());
+      const first = await c.send(event);
+      const runId = (await first.describe()).runId;
+      await c.send({ ...event });
+      await c.send({ ...event });
       // A later, distinct event is a barrier: signals are handled in order, so any duplicate would come first.
-      await signal(taskQueue, workflowId, input, message(input, 'm_after', 2000));
+      await c.send(textMessage('after', Date.now()));
 
-      expect(await processed(first, 2)).toEqual({ queued: 0, processed: 2, seenKeys: 2 });
-      expect(calls.recordInbound.map((c) => c.event.dedupeKey)).toEqual(['m_dup', 'm_after']);
-      expect(calls.sendReply.map((c) => c.outboundId)).toEqual(['out-msg-m_dup', 'out-msg-m_after']);
+      expect(await processed(c, 2)).toMatchObject({ queued: 0, processed: 2, seenKeys: 2 });
+      expect((await c.handle().describe()).runId).toBe(runId);
+      expect(fakes.calls.recordInbound.map((i) => i.event.dedupeKey)).toEqual(['mid:dup', 'mid:after']);
+      // One answer or two (the quiet window may close between them): each message covered once.
+      await waitFor(() => fakes.calls.createOutbound.flatMap((i) => i.covers).length === 2 && fakes.sent.length === fakes.calls.createOutbound.length, 'the answers');
+      expect(fakes.calls.createOutbound.flatMap((i) => i.covers)).toEqual([messageIdOf('dup'), messageIdOf('after')]);
     });
   });
 
-  it('processes events that arrive out of order while one is in flight in timestamp order', async () => {
+  it('stores events that arrive out of order while one is in flight in timestamp order', async () => {
     const g = gate();
-    const { acts, calls, log } = makeFakes({
-      async recordInbound({ event }) {
-        if (event.dedupeKey === 'm1') await g.promise;
-        return { messageId: `msg-${event.dedupeKey}`, conversationId: 'conv-1', inserted: true, alreadyAnswered: false };
-      },
-    });
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation();
-      const h = await signal(taskQueue, workflowId, input, message(input, 'm1', 1000));
-      track(h);
-      await waitFor(() => calls.recordInbound.length === 1, 'the first recordInbound');
-
-      for (const [mid, ts] of [['m4', 4000], ['m2', 2000], ['m5', 5000], ['m3', 3000]] as const) {
-        await signal(taskQueue, workflowId, input, message(input, mid, ts));
-      }
-      expect(await state(h)).toEqual({ queued: 4, processed: 0, seenKeys: 5 });
-      expect(calls.recordInbound).toHaveLength(1);
-
-      g.release();
-      expect(await processed(h, 5)).toEqual({ queued: 0, processed: 5, seenKeys: 5 });
-      expect(calls.recordInbound.map((c) => c.event.dedupeKey)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
-      expect(calls.sendReply.map((c) => c.outboundId)).toEqual(['out-msg-m1', 'out-msg-m2', 'out-msg-m3', 'out-msg-m4', 'out-msg-m5']);
-      // One event at a time: each reply is sent before the next event is recorded.
-      const order = log.filter((l) => l.startsWith('recordInbound:') || l.startsWith('sendReply:'));
-      expect(order).toEqual(['m1', 'm2', 'm3', 'm4', 'm5'].flatMap((m) => [`recordInbound:${m}`, `sendReply:out-msg-${m}`]));
-    });
-  });
-
-  it('records echoes with recordEcho and reactions/reads/deliveries with recordConversationEvent, never replying', async () => {
-    const { acts, calls } = makeFakes();
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation();
-      const base = { platform: 'messenger' as const, accountId: PAGE, customerId: input.customerId };
-      const events: InboundEvent[] = [
-        { ...base, kind: 'echo', timestamp: 1000, dedupeKey: 'm_echo', mid: 'm_echo', text: 'Hi from the shop', attachments: [], metadata: 'sb:out:abc', appId: '618273940215567' },
-        { ...base, kind: 'echo', timestamp: 1500, dedupeKey: 'm_echo_human', mid: 'm_echo_human', text: 'A human answer', attachments: [] },
-        { ...base, kind: 'reaction', timestamp: 2000, dedupeKey: 'reaction:m_echo:love', mid: 'm_echo', action: 'react', reaction: 'love', emoji: '❤' },
-        { ...base, kind: 'read', timestamp: 3000, dedupeKey: 'read:3000', watermark: 3000 },
-        { ...base, kind: 'delivery', timestamp: 4000, dedupeKey: 'delivery:4000', watermark: 4000, mids: ['m_echo'] },
-        { ...base, kind: 'message_deleted', timestamp: 5000, dedupeKey: 'deleted:m_old', mid: 'm_old' },
-      ];
-      const h = await signal(taskQueue, workflowId, input, events[0]!);
-      track(h);
-      for (const e of events.slice(1)) await signal(taskQueue, workflowId, input, e);
-
-      expect(await processed(h, events.length)).toEqual({ queued: 0, processed: events.length, seenKeys: events.length });
-      const ref = { tenantId: TENANT, channelId: CHANNEL, customerId: input.customerId };
-      expect(calls.recordEcho).toEqual([{ ref, event: events[0] }, { ref, event: events[1] }]);
-      expect(calls.recordConversationEvent).toEqual(events.slice(2).map((event) => ({ ref, event })));
-      for (const name of ['recordInbound', 'generateReply', 'createReply', 'sendReply', 'markReplyFailed', 'markChannelReauthRequired'] as const) {
-        expect(calls[name]).toHaveLength(0);
-      }
-    });
-  });
-
-  it('does not reply when recordInbound says alreadyAnswered, generateReply returns null, or the outbound row is not pending', async () => {
-    const { acts, calls } = makeFakes({
-      async recordInbound({ event }) {
-        return { messageId: `msg-${event.dedupeKey}`, conversationId: 'conv-1', inserted: false, alreadyAnswered: event.dedupeKey === 'm_answered' };
-      },
-      async generateReply({ event }) {
-        return event.dedupeKey === 'm_no_reply' ? null : { text: `reply to ${event.dedupeKey}` };
-      },
-      async createReply({ inReplyTo }) {
-        return inReplyTo === 'msg-m_sent_before' ? { id: 'out-sent', status: 'sent', mid: 'm_earlier' } : { id: `out-${inReplyTo}`, status: 'pending', mid: null };
-      },
-    });
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation();
-      const h = await signal(taskQueue, workflowId, input, message(input, 'm_answered', 1000));
-      track(h);
-      await signal(taskQueue, workflowId, input, message(input, 'm_no_reply', 2000));
-      await signal(taskQueue, workflowId, input, message(input, 'm_sent_before', 3000));
-      await signal(taskQueue, workflowId, input, message(input, 'm_fresh', 4000));
-
-      await processed(h, 4);
-      expect(calls.recordInbound.map((c) => c.event.dedupeKey)).toEqual(['m_answered', 'm_no_reply', 'm_sent_before', 'm_fresh']);
-      // alreadyAnswered stops before generating a reply.
-      expect(calls.generateReply.map((c) => c.event.dedupeKey)).toEqual(['m_no_reply', 'm_sent_before', 'm_fresh']);
-      // A null reply creates no outbound row.
-      expect(calls.createReply.map((c) => c.inReplyTo)).toEqual(['msg-m_sent_before', 'msg-m_fresh']);
-      // Only the fresh, pending reply is sent.
-      expect(calls.sendReply).toEqual([{ channelId: CHANNEL, outboundId: 'out-msg-m_fresh', customerId: input.customerId }]);
-    });
-  });
-
-  it('a non-retryable auth failure marks the channel for reauth and the reply failed, without retrying', async () => {
-    const { acts, calls } = makeFakes({
-      async sendReply() {
-        throw ApplicationFailure.create({
-          message: 'Graph API error: HTTP 400, code 190/463',
-          type: 'GraphAuthExpired',
-          nonRetryable: true,
-          details: [{ errorClass: 'auth', reauth: true, code: 190, subcode: 463 }],
-        });
-      },
-    });
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation();
-      const h = await signal(taskQueue, workflowId, input, message(input, 'm_auth', 1000));
-      track(h);
-
-      await processed(h, 1);
-      expect(calls.sendReply).toHaveLength(1);
-      expect(calls.markChannelReauthRequired).toEqual([{ channelId: CHANNEL, reason: expect.stringContaining('GraphAuthExpired') }]);
-      expect(calls.markChannelReauthRequired[0]!.reason).toContain('190');
-      expect(calls.markReplyFailed).toEqual([{ outboundId: 'out-msg-m_auth', error: { type: 'GraphAuthExpired', reason: 'auth', code: 190, subcode: 463 } }]);
-      // The conversation goes on: the next message is still handled.
-      await signal(taskQueue, workflowId, input, message(input, 'm_next', 2000));
-      await processed(h, 2);
-      expect(calls.sendReply).toHaveLength(2);
-      expect((await h.describe()).status.name).toBe('RUNNING');
-    });
-  });
-
-  it('a RecipientUnavailable failure marks the reply failed but leaves the channel alone', async () => {
-    const { acts, calls } = makeFakes({
-      async sendReply() {
-        throw ApplicationFailure.create({
-          message: 'Graph API error: HTTP 400, code 551/1545041',
-          type: 'RecipientUnavailable',
-          nonRetryable: true,
-          details: [{ errorClass: 'recipient_unavailable', reauth: false, code: 551, subcode: 1545041, fbtraceId: 'zbaw3hcmrvpMNbjQSZtltES' }],
-        });
-      },
-    });
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation();
-      const h = await signal(taskQueue, workflowId, input, message(input, 'm_blocked', 1000));
-      track(h);
-
-      await processed(h, 1);
-      expect(calls.sendReply).toHaveLength(1);
-      expect(calls.markChannelReauthRequired).toHaveLength(0);
-      expect(calls.markReplyFailed).toEqual([
-        {
-          outboundId: 'out-msg-m_blocked',
-          error: { type: 'RecipientUnavailable', reason: 'recipient_unavailable', code: 551, subcode: 1545041, fbtraceId: 'zbaw3hcmrvpMNbjQSZtltES' },
+    await scenario(
+      {
+        overrides: {
+          async recordInbound(input, next) {
+            if (input.event.dedupeKey === 'mid:o1') await g.promise;
+            return next(input);
+          },
         },
-      ]);
-      expect((await h.describe()).status.name).toBe('RUNNING');
+      },
+      async (c, fakes) => {
+        const t = Date.now();
+        await c.send(textMessage('o1', t + 1));
+        await waitFor(() => fakes.calls.recordInbound.length === 1, 'the first recordInbound');
+        for (const [mid, dt] of [['o4', 4], ['o2', 2], ['o5', 5], ['o3', 3]] as const) await c.send(textMessage(mid, t + dt));
+        expect(await c.state()).toMatchObject({ queued: 4, processed: 0, seenKeys: 5 });
+
+        g.release();
+        await waitFor(() => fakes.sent.length === 1, 'the answer');
+        expect(fakes.calls.recordInbound.map((i) => i.event.dedupeKey)).toEqual(['mid:o1', 'mid:o2', 'mid:o3', 'mid:o4', 'mid:o5']);
+        expect(fakes.calls.planReplyStep.map((i) => i.messages.map((m) => m.timestamp))).toEqual([[t + 1, t + 2, t + 3, t + 4, t + 5]]);
+        expect(fakes.calls.createOutbound[0]).toMatchObject({ inReplyTo: messageIdOf('o5') });
+      },
+    );
+  });
+});
+
+describe('conversationWorkflow: human handoff', () => {
+  it('by the handoff_to_human tool: the handoff reply is sent, then the bot stays silent', async () => {
+    await scenario(
+      {
+        overrides: {
+          async planReplyStep(input) {
+            if (input.exchanges.length === 0) return { kind: 'tool_calls', calls: [{ id: 'call_1', name: 'handoff_to_human', arguments: { reason: 'asked for a person' } }] };
+            return { kind: 'reply', text: 'A colleague will be with you shortly.' };
+          },
+        },
+      },
+      async (c, fakes) => {
+        const h = await c.send(textMessage('p1', Date.now(), 'I want to talk to a person'));
+        await waitFor(() => fakes.sent.length === 1, 'the handoff reply');
+
+        expect(fakes.calls.handoffToHumanTool).toEqual([{ ref: c.ref, conversationId: CONVERSATION_ID, call: { id: 'call_1', name: 'handoff_to_human', arguments: { reason: 'asked for a person' } } }]);
+        expect(fakes.calls.setConversationMode).toEqual([{ ref: c.ref, mode: 'human_active', reason: 'tool:handoff_to_human' }]);
+        // The second step saw the tool's result.
+        expect(fakes.calls.planReplyStep[1]!.exchanges).toEqual([
+          { calls: [{ id: 'call_1', name: 'handoff_to_human', arguments: { reason: 'asked for a person' } }], results: [{ callId: 'call_1', name: 'handoff_to_human', ok: true, content: { handedOff: true } }] },
+        ]);
+        expect(fakes.calls.createOutbound.map((i) => [i.author, i.text])).toEqual([['bot', 'A colleague will be with you shortly.']]);
+        expect(await c.state()).toMatchObject({ mode: 'human_active' });
+        await waitFor(async () => (await stateAttribute(h)) === 'human_active', 'ConversationState=human_active');
+
+        // Later messages are stored, not answered.
+        await c.send(textMessage('p2', Date.now(), 'hello?'));
+        await processed(c, 2);
+        expect(fakes.calls.recordInbound).toHaveLength(2);
+        expect(fakes.calls.planReplyStep).toHaveLength(2);
+        expect(fakes.calls.sendOutbound).toHaveLength(1);
+        expect(await c.state()).toMatchObject({ mode: 'human_active', burst: 0 });
+      },
+    );
+  });
+
+  it('by the tool with no text from the engine: the standard handoff reply is sent', async () => {
+    await scenario(
+      {
+        overrides: {
+          async planReplyStep(input) {
+            if (input.exchanges.length === 0) return { kind: 'tool_calls', calls: [{ id: 'c1', name: 'handoff_to_human', arguments: {} }] };
+            return { kind: 'reply', text: '  ' };
+          },
+        },
+      },
+      async (c, fakes) => {
+        await c.send(textMessage('q1', Date.now(), 'human please'));
+        await waitFor(() => fakes.sent.length === 1, 'the handoff reply');
+        expect(fakes.calls.createOutbound.map((i) => i.text)).toEqual([HANDOFF_REPLY]);
+      },
+    );
+  });
+
+  it('by an echo without our metadata (someone answered in the Meta inbox); our own echo changes nothing', async () => {
+    await scenario({}, async (c, fakes) => {
+      const h = await c.send(textMessage('e1', Date.now(), 'hi'));
+      await waitFor(() => fakes.sent.length === 1, 'the answer');
+      const ours = [...fakes.outbound.values()][0]!;
+
+      // The echo of our own send carries our metadata: recorded as ours, still bot_active.
+      await c.send(echo('echo_ours', Date.now(), ours.text, `sb:out:${ours.id}`));
+      await processed(c, 2);
+      expect(fakes.calls.recordEcho).toHaveLength(1);
+      expect(fakes.calls.setConversationMode).toHaveLength(0);
+      expect(await stateAttribute(h)).toBe('bot_active');
+
+      // A human typed in the inbox: the bot steps aside.
+      const humanAt = Date.now();
+      await c.send(echo('echo_human', humanAt, 'Hi, Anna here from the shop!'));
+      await processed(c, 3);
+      expect(fakes.calls.recordEcho.map((i) => i.event.dedupeKey)).toEqual(['mid:echo_ours', 'mid:echo_human']);
+      expect(fakes.calls.recordEcho[1]).toEqual({ ref: c.ref, event: expect.objectContaining({ mid: 'echo_human' }) });
+      expect(fakes.calls.setConversationMode).toEqual([{ ref: c.ref, mode: 'human_active', reason: 'inbox_reply' }]);
+      expect(await c.state()).toMatchObject({ mode: 'human_active', lastHumanAt: humanAt });
+      await waitFor(async () => (await stateAttribute(h)) === 'human_active', 'ConversationState=human_active');
+
+      await c.send(textMessage('e2', Date.now(), 'thanks Anna'));
+      await processed(c, 4);
+      expect(fakes.calls.recordInbound).toHaveLength(2);
+      expect(fakes.calls.planReplyStep).toHaveLength(1);
+      expect(fakes.calls.sendOutbound).toHaveLength(1);
     });
   });
 
-  it('sends the polite fallback when reply generation gives up, and keeps processing the queue', async () => {
-    const { acts, calls } = makeFakes({
-      async generateReply({ event }) {
-        if (event.dedupeKey === 'm_ai_down') throw ApplicationFailure.create({ message: 'engine unavailable', type: 'EngineDown', nonRetryable: true });
-        return { text: `reply to ${event.dedupeKey}` };
-      },
+  it('by an operator: hand off, send as a human agent (a repeated requestId is ignored), hand back at once', async () => {
+    await scenario({}, async (c, fakes) => {
+      const h = await c.send(textMessage('o1', Date.now(), 'hello'));
+      await waitFor(() => fakes.sent.length === 1, 'the bot answer');
+      expect(await stateAttribute(h)).toBe('bot_active');
+
+      await c.command({ kind: 'handoff', requestId: 'req-1', operator: 'op-7', to: 'human_active', reason: 'VIP customer' });
+      await waitFor(() => fakes.calls.setConversationMode.length === 1, 'the mode change to be stored');
+      expect((await c.state()).mode).toBe('human_active');
+      expect(fakes.calls.setConversationMode).toEqual([{ ref: c.ref, mode: 'human_active', reason: 'operator: VIP customer', operator: 'op-7', requestId: 'req-1' }]);
+      await waitFor(async () => (await stateAttribute(h)) === 'human_active', 'ConversationState=human_active');
+
+      const send = { kind: 'send' as const, requestId: 'req-2', operator: 'op-7', text: 'Hi, this is Sam from the shop.' };
+      await c.command(send);
+      await c.command({ ...send }); // the admin API retried: same requestId
+      await waitFor(() => fakes.sent.length === 2, 'the human agent message');
+      expect(fakes.calls.createOutbound[1]).toEqual({ ref: c.ref, conversationId: CONVERSATION_ID, author: 'human_agent', text: send.text, clientRef: 'req-2' });
+      const humanRow = fakes.calls.sendOutbound[1]!;
+      expect(humanRow).toEqual({ channelId: CHANNEL, outboundId: expect.any(String), customerId: c.input.customerId, messagingType: 'RESPONSE', round: 0 });
+      expect(fakes.calls.touchHumanActivity).toEqual([{ conversationId: CONVERSATION_ID, at: expect.any(Number) }]);
+
+      // The customer answers the human: stored, not answered by the bot.
+      await c.send(textMessage('o2', Date.now(), 'great, thanks Sam'));
+      await processed(c, 2);
+      expect(fakes.calls.planReplyStep).toHaveLength(1);
+
+      await c.command({ kind: 'handoff', requestId: 'req-3', operator: 'op-7', to: 'bot_active' });
+      await waitFor(() => fakes.calls.setConversationMode.length === 2, 'the return to be stored');
+      expect((await c.state()).mode).toBe('bot_active');
+      expect(fakes.calls.setConversationMode[1]).toEqual({ ref: c.ref, mode: 'bot_active', reason: 'operator', operator: 'op-7', requestId: 'req-3' });
+      await waitFor(async () => (await stateAttribute(h)) === 'bot_active', 'ConversationState=bot_active');
+
+      await c.send(textMessage('o3', Date.now(), 'one more question'));
+      await waitFor(() => fakes.sent.length === 3, 'the bot answer after the return');
+      expect(ids(fakes.calls.planReplyStep[1]!.messages)).toEqual([messageIdOf('o3')]);
+      // One createOutbound per decision: the duplicate command did not make a second row or send.
+      expect(fakes.calls.createOutbound.map((i) => i.author)).toEqual(['bot', 'human_agent', 'bot']);
+      expect(fakes.calls.sendOutbound).toHaveLength(3);
     });
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation();
-      const h = await signal(taskQueue, workflowId, input, message(input, 'm_ai_down', 1000));
-      track(h);
-      await signal(taskQueue, workflowId, input, message(input, 'm_next', 2000));
-      await processed(h, 2);
-      expect(calls.createReply.map((c) => c.text)).toEqual([FALLBACK_REPLY, 'reply to m_next']);
-      expect(calls.sendReply).toHaveLength(2);
-      expect((await h.describe()).status.name).toBe('RUNNING');
+  });
+});
+
+describe('conversationWorkflow: ambiguous sends', () => {
+  it('an echo with our metadata confirms an ambiguous send: no second send', async () => {
+    await scenario({ overrides: { sendOutbound: async (input, next, f) => (f.sendAttempts(input.outboundId) === 1 ? Promise.reject(graphFailures.ambiguous()) : next(input)) } }, async (c, fakes) => {
+      await c.send(textMessage('a1', Date.now(), 'hi'));
+      const parked = await waitFor(async () => (await c.state()).parkedSends[0], 'the send to wait for its echo');
+      const row = [...fakes.outbound.values()][0]!;
+      expect(parked).toEqual({ outboundId: row.id, author: 'bot', waitingUntil: expect.any(Number), reason: 'awaiting_echo' });
+
+      await c.send(echo('a1_echo', Date.now(), row.text, `sb:out:${row.id}`));
+      // recordEcho runs after the send decision finished (the loop is sequential), so no resend can follow.
+      await waitFor(() => fakes.calls.recordEcho.length === 1, 'the echo to be recorded');
+      expect(fakes.calls.recordEcho[0]).toEqual({ ref: c.ref, event: expect.objectContaining({ metadata: `sb:out:${row.id}` }) });
+      expect(fakes.calls.sendOutbound).toHaveLength(1);
+      expect(fakes.calls.markOutboundFailed).toHaveLength(0);
+      expect(await c.state()).toMatchObject({ mode: 'bot_active', parkedSends: [] });
+      expect(row.status).toBe('sent');
+    });
+  });
+
+  it('an echo without metadata but with the same text confirms it too, and is not mistaken for a human', async () => {
+    await scenario({ overrides: { sendOutbound: async (input, next, f) => (f.sendAttempts(input.outboundId) === 1 ? Promise.reject(graphFailures.ambiguous()) : next(input)) } }, async (c, fakes) => {
+      const h = await c.send(textMessage('a2', Date.now(), 'hi'));
+      await waitFor(async () => (await c.state()).parkedSends[0]?.reason === 'awaiting_echo', 'the send to wait for its echo');
+      const row = [...fakes.outbound.values()][0]!;
+
+      await c.send(echo('a2_echo', Date.now(), row.text));
+      await waitFor(() => fakes.calls.recordEcho.length === 1, 'the echo to be recorded');
+      expect(fakes.calls.recordEcho[0]).toEqual({ ref: c.ref, event: expect.objectContaining({ mid: 'a2_echo' }), matchedOutboundId: row.id });
+      expect(fakes.calls.sendOutbound).toHaveLength(1);
+      expect(fakes.calls.setConversationMode).toHaveLength(0);
+      expect(await c.state()).toMatchObject({ mode: 'bot_active', parkedSends: [] });
+      expect(await stateAttribute(h)).toBe('bot_active');
+    });
+  });
+
+  it('an echo without metadata that overtakes the ambiguous failure (it arrives while the send is in flight) confirms it', async () => {
+    const inFlight = gate();
+    await scenario(
+      {
+        overrides: {
+          async sendOutbound(input, next, f) {
+            if (f.sendAttempts(input.outboundId) > 1) return next(input);
+            await inFlight.promise; // Meta delivered and echoed; our connection dropped before the answer came
+            throw graphFailures.ambiguous();
+          },
+        },
+      },
+      async (c, fakes) => {
+        await c.send(textMessage('a3', Date.now(), 'hi'));
+        await waitFor(() => fakes.calls.sendOutbound.length === 1, 'the send to start');
+        const row = [...fakes.outbound.values()][0]!;
+        await c.send(echo('a3_echo', Date.now(), row.text));
+        await waitFor(async () => (await c.state()).queued === 1, 'the echo to be queued');
+        inFlight.release();
+
+        await waitFor(() => fakes.calls.recordEcho.length === 1, 'the echo to be recorded (not after a 20 s echo wait)');
+        expect(fakes.calls.recordEcho[0]).toMatchObject({ matchedOutboundId: row.id });
+        expect(fakes.calls.sendOutbound).toHaveLength(1);
+        expect(fakes.calls.setConversationMode).toHaveLength(0);
+        expect((await c.state()).mode).toBe('bot_active');
+      },
+    );
+  });
+});
+
+describe('conversationWorkflow: failures', () => {
+  it('a non-retryable auth failure marks the channel for reauth and the reply failed, without retrying', async () => {
+    await scenario({ overrides: { sendOutbound: async (input, next, f) => (f.calls.sendOutbound.length === 1 ? Promise.reject(graphFailures.authExpired()) : next(input)) } }, async (c, fakes) => {
+      await c.send(textMessage('auth', Date.now()));
+      await waitFor(() => fakes.calls.markOutboundFailed.length === 1, 'the failure to be recorded');
+      const row = [...fakes.outbound.values()][0]!;
+      expect(fakes.calls.sendOutbound).toHaveLength(1);
+      expect(fakes.calls.markChannelReauthRequired).toEqual([{ channelId: CHANNEL, reason: expect.stringContaining('GraphAuthExpired') }]);
+      expect(fakes.calls.markChannelReauthRequired[0]!.reason).toContain('190');
+      expect(fakes.calls.markOutboundFailed).toEqual([{ outboundId: row.id, error: { type: 'GraphAuthExpired', reason: 'auth', code: 190, subcode: 463 } }]);
+      expect(row.status).toBe('failed');
+
+      // The conversation goes on.
+      await c.send(textMessage('auth_next', Date.now()));
+      await waitFor(() => fakes.sent.length === 1, 'the next answer');
+      expect((await c.handle().describe()).status.name).toBe('RUNNING');
     });
   });
 
   it('survives an activity that gives up, and handles the next event', async () => {
-    const { acts, calls } = makeFakes({
-      async recordConversationEvent() {
-        throw ApplicationFailure.create({ message: 'constraint violated', type: 'Broken', nonRetryable: true });
+    await scenario(
+      { overrides: { applyConversationEvent: async () => Promise.reject(ApplicationFailure.create({ message: 'constraint violated', type: 'Broken', nonRetryable: true })) } },
+      async (c, fakes) => {
+        const t = Date.now();
+        await c.send({ kind: 'reaction', platform: 'messenger', accountId: PAGE_A, customerId: '0', timestamp: t, dedupeKey: 'reaction:x', mid: 'm_x', action: 'react', reaction: 'love' });
+        await c.send(textMessage('after_broken', t + 1));
+        await waitFor(() => fakes.sent.length === 1, 'the answer');
+        expect(fakes.calls.applyConversationEvent).toHaveLength(1);
+        expect((await c.state()).processed).toBe(2);
+        expect((await c.handle().describe()).status.name).toBe('RUNNING');
       },
+    );
+  });
+
+  it('completes after the idle timeout; the next event starts a new run', async () => {
+    await scenario({ idleTimeoutMs: 1500 }, async (c, fakes) => {
+      const first = await c.send(textMessage('i1', Date.now()));
+      const firstRun = (await first.describe()).runId;
+      await waitFor(() => fakes.sent.length === 1, 'the answer');
+      expect(await client.workflow.getHandle(c.workflowId, firstRun).result()).toEqual({ processed: 1 });
+
+      const second = await c.send(textMessage('i2', Date.now()));
+      const secondRun = (await second.describe()).runId;
+      expect(secondRun).not.toBe(firstRun);
+      expect(await client.workflow.getHandle(c.workflowId, secondRun).result()).toEqual({ processed: 1 });
+      expect(fakes.calls.loadConversationSnapshot).toHaveLength(2);
+      expect(fakes.sent).toHaveLength(2);
     });
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation();
-      const reaction: InboundEvent = { kind: 'reaction', platform: 'messenger', accountId: '1', customerId: input.customerId, timestamp: 500, dedupeKey: 'reaction:x', mid: 'm_x', action: 'react', reaction: 'love' };
-      const h = await signal(taskQueue, workflowId, input, reaction);
-      track(h);
-      await signal(taskQueue, workflowId, input, message(input, 'm_after', 1000));
-      await processed(h, 2);
-      expect(calls.recordConversationEvent).toHaveLength(1);
-      expect(calls.sendReply).toHaveLength(1);
-      expect((await h.describe()).status.name).toBe('RUNNING');
+  }, 20_000);
+});
+
+// ---- every event kind from the fixtures ------------------------------------------------------
+
+/** Fixture events, their timestamps moved so the newest is `now` (the 24-hour window is real). */
+function fixtureEvents(files: string[], now = Date.now()): InboundEvent[] {
+  const events = files.flatMap((f) => parseWebhookPayload(JSON.parse(fixture(f).bytes.toString('utf8'))).events);
+  const newest = Math.max(...events.map((e) => e.timestamp));
+  return events.map((e) => ({ ...e, timestamp: e.timestamp - newest + now }));
+}
+
+function referralEvent(now: number): InboundEvent {
+  const body = {
+    object: 'page',
+    entry: [{ id: PAGE_A, time: now, messaging: [{ sender: { id: '7291845503617724' }, recipient: { id: PAGE_A }, timestamp: now, referral: { ref: 'winter-sale-2026', source: 'SHORTLINK', type: 'OPEN_THREAD' } }] }],
+  };
+  const [event] = parseWebhookPayload(body).events;
+  return event!;
+}
+
+describe('conversationWorkflow: every event kind', () => {
+  it.each([
+    ['messenger', ['messenger-echo.json', 'messenger-read-and-delivery.json'], true],
+    ['instagram', ['ig-reaction.json', 'ig-seen.json', 'ig-deleted-message.json', 'ig-echo.json'], false],
+  ] as const)('%s: echoes go to recordEcho, reactions/reads/deliveries/deletions/referrals to applyConversationEvent; none is answered', async (_platform, files, withReferral) => {
+    await scenario({}, async (c, fakes) => {
+      const now = Date.now();
+      const events = [...fixtureEvents([...files], now - 1000), ...(withReferral ? [referralEvent(now)] : [])];
+      for (const e of events) await c.send(e);
+      await processed(c, events.length);
+
+      const sorted = [...events].sort((a, b) => a.timestamp - b.timestamp);
+      const kinds = (list: Array<{ event: InboundEvent }>) => list.map((i) => `${i.event.kind}:${i.event.dedupeKey}`);
+      expect(kinds(fakes.calls.recordEcho)).toEqual(sorted.filter((e) => e.kind === 'echo').map((e) => `${e.kind}:${e.dedupeKey}`));
+      expect(kinds(fakes.calls.applyConversationEvent)).toEqual(sorted.filter((e) => e.kind !== 'echo').map((e) => `${e.kind}:${e.dedupeKey}`));
+      expect(new Set(fakes.calls.applyConversationEvent.map((i) => i.event.kind))).toEqual(new Set(withReferral ? ['delivery', 'read', 'referral'] : ['reaction', 'read', 'message_deleted']));
+      expect(fakes.calls.recordInbound).toHaveLength(0);
+      expect(fakes.calls.planReplyStep).toHaveLength(0);
+      expect(fakes.calls.createOutbound).toHaveLength(0);
+      expect(fakes.calls.sendOutbound).toHaveLength(0);
     });
   });
 
-  it('retries a retryable send failure and succeeds once, without failing the workflow', async () => {
-    const attempts: number[] = [];
-    let successes = 0;
-    const { acts, calls } = makeFakes({
-      async sendReply({ outboundId }) {
-        const { attempt } = Context.current().info;
-        attempts.push(attempt);
-        if (attempt <= 2) throw new Error(`connection reset (attempt ${attempt})`);
-        successes += 1;
-        return { messageId: `m_${outboundId}` };
-      },
-    });
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation(1500);
-      const h = await signal(taskQueue, workflowId, input, message(input, 'm_flaky', 1000));
-      track(h);
+  it('text, image, postback and quick reply go to recordInbound and get one answer that considers all four', async () => {
+    await scenario({ settings: { debounceMs: 800 } }, async (c, fakes) => {
+      const events = fixtureEvents(['messenger-text.json', 'messenger-image-attachment.json', 'messenger-postback.json', 'messenger-quick-reply.json']);
+      for (const e of events) await c.send(e);
+      await waitFor(() => fakes.sent.length === 1, 'the answer');
 
-      // Attempts at 0 s, ~1 s, ~3 s; then the run goes idle and completes.
-      expect(await h.result()).toEqual({ processed: 1 });
-      expect(attempts).toEqual([1, 2, 3]);
-      expect(successes).toBe(1);
-      expect(calls.sendReply).toHaveLength(3);
-      expect(new Set(calls.sendReply.map((c) => c.outboundId))).toEqual(new Set(['out-msg-m_flaky']));
-      expect(calls.markReplyFailed).toHaveLength(0);
-      expect(calls.markChannelReauthRequired).toHaveLength(0);
-      expect((await h.describe()).status.name).toBe('COMPLETED');
-    });
-  }, 20_000);
-
-  it('completes after the idle timeout with the processed count; the next signal starts a new run', async () => {
-    const { acts, calls } = makeFakes();
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation(1500);
-      const first = await signal(taskQueue, workflowId, input, message(input, 'm_a', 1000));
-      track(first);
-      await signal(taskQueue, workflowId, input, message(input, 'm_b', 2000));
-      expect(await first.result()).toEqual({ processed: 2 });
-      const firstRun = await client.workflow.getHandle(workflowId, first.signaledRunId).describe();
-      expect(firstRun.status.name).toBe('COMPLETED');
-
-      const second = await signal(taskQueue, workflowId, input, message(input, 'm_c', 3000));
-      track(second);
-      expect(second.signaledRunId).not.toBe(first.signaledRunId);
-      expect(await client.workflow.getHandle(workflowId, second.signaledRunId).result()).toEqual({ processed: 1 });
-      expect(calls.recordInbound.map((c) => c.event.dedupeKey)).toEqual(['m_a', 'm_b', 'm_c']);
-      expect(calls.sendReply).toHaveLength(3);
-    });
-  }, 20_000);
-
-  it('getState reports queued, processed and seen keys', async () => {
-    const g = gate();
-    const { acts, calls } = makeFakes({
-      async generateReply({ event }) {
-        if (event.dedupeKey === 'q1') await g.promise;
-        return { text: `reply to ${event.dedupeKey}` };
-      },
-    });
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation();
-      const h = await signal(taskQueue, workflowId, input, message(input, 'q1', 1000));
-      track(h);
-      await waitFor(() => calls.generateReply.length === 1, 'the first generateReply');
-      expect(await state(h)).toEqual({ queued: 0, processed: 0, seenKeys: 1 });
-
-      await signal(taskQueue, workflowId, input, message(input, 'q2', 2000));
-      await signal(taskQueue, workflowId, input, message(input, 'q3', 3000));
-      await signal(taskQueue, workflowId, input, message(input, 'q2', 2000)); // duplicate: not queued, not counted
-      expect(await state(h)).toEqual({ queued: 2, processed: 0, seenKeys: 3 });
-
-      g.release();
-      expect(await processed(h, 3)).toEqual({ queued: 0, processed: 3, seenKeys: 3 });
+      expect(fakes.calls.recordInbound.map((i) => i.event.kind)).toEqual(['message', 'message', 'postback', 'message']);
+      expect(fakes.calls.planReplyStep).toHaveLength(1);
+      const messages = fakes.calls.planReplyStep[0]!.messages;
+      expect(messages.map((m) => m.kind)).toEqual(['text', 'attachment', 'postback', 'quick_reply']);
+      expect(messages[0]).toMatchObject({ text: 'Hallo! Habt ihr die Jacke noch in Größe M? 🧥' });
+      expect(messages[1]!.attachments).toEqual([{ type: 'image', url: expect.stringMatching(/^https:\/\/scontent\.xx\.fbcdn\.net\//) }]);
+      expect(messages[2]).toMatchObject({ text: 'Get Started', payload: 'GET_STARTED' });
+      expect(messages[3]).toMatchObject({ text: 'Talk to a person', payload: 'HANDOFF_HUMAN' });
+      expect(fakes.calls.createOutbound[0]!.covers).toEqual(messages.map((m) => m.messageId));
+      expect(fakes.calls.sendOutbound).toHaveLength(1);
     });
   });
 
-  it('carries seen keys and pending events across continue-as-new', async () => {
-    const { acts, calls } = makeFakes();
-    await withWorker(acts, async (taskQueue, track) => {
-      const { workflowId, input } = conversation();
-      const pendingA = message(input, 'm_pending_a', 5000);
-      const h = await client.workflow.start('conversationWorkflow', {
-        workflowId,
-        taskQueue,
-        args: [{ ...input, seenKeys: ['m_seen_before'], pending: [pendingA] }],
-      });
-      track(h);
+  it('Instagram text, image, story reply and story mention are answered together when the tenant answers stories', async () => {
+    await scenario({ settings: { storyReplies: 'answer', debounceMs: 800 } }, async (c, fakes) => {
+      for (const e of fixtureEvents(['ig-text-dm.json', 'ig-image-dm.json', 'ig-story-reply.json', 'ig-story-mention.json'])) await c.send(e);
+      await waitFor(() => fakes.sent.length === 1, 'the answer');
+      expect(fakes.calls.recordInbound).toHaveLength(4);
+      const messages = fakes.calls.planReplyStep[0]!.messages;
+      expect(messages.map((m) => m.kind)).toEqual(['text', 'attachment', 'story_reply', 'story_mention']);
+      expect(messages[0]!.text).toBe('Oi! Vocês entregam em Porto Alegre?');
+      expect(messages[1]!.attachments).toEqual([{ type: 'image', url: expect.stringMatching(/^https:\/\/lookaside\.fbsbx\.com\/ig_messaging_cdn\//) }]);
+      expect(messages[2]!.text).toBe('Essa cor é linda 😍 tem no tamanho P?');
+      for (const m of messages.slice(2)) expect(m.storyUrl).toMatch(/^https:\/\/lookaside\.fbsbx\.com\/ig_messaging_cdn\//);
+      // The mention's story is its link, not an attachment the engine would be told about.
+      expect(messages[3]!.attachments).toEqual([]);
+      expect(fakes.calls.createOutbound[0]!.covers).toEqual(messages.map((m) => m.messageId));
+    });
+  });
 
-      // The pending event is processed with no signal at all.
-      await processed(h, 1);
-      expect(calls.recordInbound).toEqual([{ ref: { tenantId: TENANT, channelId: CHANNEL, customerId: input.customerId }, event: pendingA }]);
-      expect(calls.sendReply.map((c) => c.outboundId)).toEqual(['out-msg-m_pending_a']);
+  it('Instagram story replies and mentions are stored but not answered when the tenant ignores them', async () => {
+    await scenario({ settings: { storyReplies: 'ignore' } }, async (c, fakes) => {
+      const now = Date.now();
+      const [reply, mention] = fixtureEvents(['ig-story-reply.json', 'ig-story-mention.json'], now - 1000);
+      const [dm] = fixtureEvents(['ig-text-dm.json'], now);
+      for (const e of [reply!, mention!, dm!]) await c.send(e);
+      await waitFor(() => fakes.sent.length === 1, 'the answer to the DM');
+      expect(fakes.calls.recordInbound.map((i) => i.event.dedupeKey)).toEqual([reply!.dedupeKey, mention!.dedupeKey, dm!.dedupeKey]);
+      expect(fakes.calls.planReplyStep.map((i) => i.messages.map((m) => m.kind))).toEqual([['text']]);
+      expect(fakes.calls.createOutbound[0]!.covers).toEqual([`msg:${dm!.dedupeKey}`]);
+    });
+  });
+});
 
-      // A redelivery of a key the previous run had seen is ignored; a new event is not.
-      await client.workflow.getHandle(workflowId).signal(inboundEventSignal, message(input, 'm_seen_before', 6000));
-      await client.workflow.getHandle(workflowId).signal(inboundEventSignal, message(input, 'm_new', 7000));
-      await processed(h, 2);
-      expect(calls.recordInbound.map((c) => c.event.dedupeKey)).toEqual(['m_pending_a', 'm_new']);
-      expect((await state(h)).processed).toBe(2);
+// ---- continue-as-new ---------------------------------------------------------------------------
+
+describe('conversationWorkflow: continue-as-new in the middle of a burst', () => {
+  it('a run started with the burst and pending events that continue-as-new carries answers them in one turn (input built by hand)', async () => {
+    // This builds the continued run's input by hand (as continueAsNew passes it); the next test
+    // makes the server really suggest continue-as-new.
+    await scenario({ settings: { debounceMs: 300 } }, async (c, fakes) => {
+      const t = Date.now();
+      const carried: TurnMessage[] = [
+        { messageId: messageIdOf('c1'), kind: 'text', text: 'first', attachments: [], timestamp: t - 200 },
+        { messageId: messageIdOf('c2'), kind: 'text', text: 'second', attachments: [], timestamp: t - 100 },
+      ];
+      const pending: MessageEvent = textMessage('c3', t, 'third');
+      const input: ConversationInput = {
+        ...c.input,
+        seenKeys: ['mid:c1', 'mid:c2', 'mid:c3'],
+        burst: carried.map((message) => ({ message, joinedAt: t - 50 })),
+        pending: [{ ...pending, customerId: c.input.customerId }],
+      };
+      await client.workflow.start('conversationWorkflow', { workflowId: c.workflowId, taskQueue: c.taskQueue, args: [input] });
+      await waitFor(() => fakes.sent.length === 1, 'the answer');
+      expect(fakes.calls.recordInbound.map((i) => i.event.dedupeKey)).toEqual(['mid:c3']);
+      expect(fakes.calls.planReplyStep.map((i) => ids(i.messages))).toEqual([[messageIdOf('c1'), messageIdOf('c2'), messageIdOf('c3')]]);
+      expect(fakes.calls.createOutbound[0]).toMatchObject({ inReplyTo: messageIdOf('c3'), covers: [messageIdOf('c1'), messageIdOf('c2'), messageIdOf('c3')] });
+      // A redelivery of a key the previous run had seen is ignored.
+      await c.send(pending);
+      await c.send(textMessage('c4', Date.now()));
+      await waitFor(() => fakes.sent.length === 2, 'the second answer');
+      expect(fakes.calls.recordInbound.map((i) => i.event.dedupeKey)).toEqual(['mid:c3', 'mid:c4']);
+    });
+  });
+});
+
+describe('conversationWorkflow: continue-as-new suggested by the server', () => {
+  // A dev server of its own whose history limit suggests continue-as-new after 40 events (the
+  // default is 4 Ki), so a short burst really crosses a run boundary.
+  let env: TestWorkflowEnvironment;
+  beforeAll(async () => {
+    const path = resolveTemporalCli();
+    if (!path) throw new Error('Temporal CLI not found: run `node scripts/setup.js --test`');
+    env = await TestWorkflowEnvironment.createLocal({
+      server: {
+        executable: { type: 'existing-path', path },
+        searchAttributes: CUSTOM_SEARCH_ATTRIBUTES,
+        extraArgs: ['--log-level', 'error', '--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=40'],
+      },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await env?.teardown();
+  });
+
+  it('a burst split across runs loses nothing: every message is covered by exactly one answer', async () => {
+    const fakes = createConversationFakes({ settings: { debounceMs: 1500 } });
+    await withConversationWorker({ nativeConnection: env.nativeConnection, bundleCode }, fakes.activities, async (taskQueue, track) => {
+      const c = conversation(env.client, taskQueue);
+      track(c);
+      const t = Date.now();
+      const mids = Array.from({ length: 12 }, (_, i) => `n${i}`);
+      const first = await c.send(textMessage(mids[0]!, t, 'message 0'));
+      const firstRunId = (await first.describe()).runId;
+      for (const [i, mid] of mids.entries()) if (i > 0) await c.send(textMessage(mid, t + i, `message ${i}`));
+
+      const covered = () => fakes.calls.createOutbound.flatMap((i) => i.covers ?? []);
+      await waitFor(() => covered().length >= mids.length && fakes.sent.length === fakes.calls.createOutbound.length, 'every message to be answered');
+
+      const firstRun = env.client.workflow.getHandle(c.workflowId, firstRunId);
+      expect((await firstRun.describe()).status.name).toBe('CONTINUED_AS_NEW');
+      const history = await firstRun.fetchHistory();
+      const last = history.events!.at(-1)!;
+      const carried = defaultPayloadConverter.fromPayload<ConversationInput>(last.workflowExecutionContinuedAsNewEventAttributes!.input!.payloads![0]!);
+      // The run ended while the burst was still gathering (the quiet window had not passed).
+      expect(carried.burst!.length).toBeGreaterThan(0);
+      expect(carried.seenKeys!.length).toBeGreaterThanOrEqual(carried.burst!.length);
+
+      expect([...covered()].sort()).toEqual(mids.map(messageIdOf).sort());
+      expect(fakes.calls.recordInbound.map((i) => i.event.dedupeKey).sort()).toEqual(mids.map((m) => `mid:${m}`).sort());
+      expect(fakes.calls.loadConversationSnapshot.length).toBeGreaterThanOrEqual(2);
+      expect((await c.handle().describe()).status.name).toBe('RUNNING');
     });
   });
 });

@@ -199,7 +199,10 @@ describe('KeyRotation workflow (dev server, real activities, real PostgreSQL)', 
       { version: 2, dataKeys: 25, retired: false, configured: true },
       { version: 1, dataKeys: 0, retired: false, configured: true },
     ]);
-    expect(status.secrets).toEqual([{ table: 'channels', column: 'access_token_ciphertext', byDataKeyVersion: { '1': 25 }, onSupersededKeys: 0 }]);
+    expect(status.secrets).toEqual([
+      { table: 'channels', column: 'access_token_ciphertext', byDataKeyVersion: { '1': 25 }, onSupersededKeys: 0 },
+      { table: 'tenant_settings', column: 'llm_api_key_ciphertext', byDataKeyVersion: {}, onSupersededKeys: 0 },
+    ]);
 
     // A process that holds only master key 2 reads every token; one with only master key 1 reads none.
     await expectAllTokensDecrypt(db, channels, provider2);
