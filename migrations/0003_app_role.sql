@@ -7,8 +7,9 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'switchboard_app') THEN
     CREATE ROLE switchboard_app NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
   END IF;
-EXCEPTION WHEN duplicate_object THEN
-  NULL; -- another database of the same cluster created it concurrently
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+  -- Another database of the same cluster created it concurrently (the race surfaces as either).
+  NULL;
 END $$;
 
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;

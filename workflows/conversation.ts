@@ -2,12 +2,14 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  TemporalFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
   isCancellation,
   log,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -45,24 +47,33 @@ import {
 } from './definitions';
 import { runTurn, type TurnOutcome } from './turn';
 
-const store = proxyActivities<Activities>({
+/*
+ * Activities that touch only our own database run as local activities: same timeouts, retries
+ * and at-least-once semantics, but no round trip through the Temporal server's task queues and
+ * three history events fewer each: an answer costs three regular activities (two engine steps
+ * and the send) instead of eight, which is what the inbound → Send latency under load depends on
+ * (docs/benchmarks.md). The engine and the Send API stay regular activities: they can take long,
+ * the engine must be cancellable through heartbeats, and the Temporal UI should show their attempts.
+ */
+const store = proxyLocalActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '200 milliseconds', maximumInterval: '30 seconds', backoffCoefficient: 2 },
 });
 
-// The engine heartbeats, so a superseded draft is cancelled within a heartbeat, not at its timeout.
+// The engine stays a regular activity and heartbeats, so a superseded draft (or a missed turn
+// deadline) cancels it within a heartbeat, whether it waits on a remote model or not.
 const engine = proxyActivities<Activities>({
   startToCloseTimeout: '60 seconds',
   heartbeatTimeout: '5 seconds',
-  retry: { initialInterval: '500 milliseconds', maximumInterval: '5 seconds', maximumAttempts: 3, nonRetryableErrorTypes: ['ReplyEngineRejected'] },
+  retry: { initialInterval: '500 milliseconds', maximumInterval: '5 seconds', maximumAttempts: 3, nonRetryableErrorTypes: ['ReplyEngineRejected', 'ReplyEngineMisconfigured'] },
 });
 
 // Each tool is its own activity with its own budget: a retry re-runs only the call that failed.
-const searchTool = proxyActivities<Activities>({ startToCloseTimeout: '10 seconds', retry: { initialInterval: '200 milliseconds', maximumAttempts: 3 } });
-const infoTool = proxyActivities<Activities>({ startToCloseTimeout: '5 seconds', retry: { initialInterval: '200 milliseconds', maximumAttempts: 3 } });
-const handoffTool = proxyActivities<Activities>({ startToCloseTimeout: '10 seconds', retry: { initialInterval: '500 milliseconds', maximumAttempts: 5 } });
+const searchTool = proxyLocalActivities<Activities>({ startToCloseTimeout: '10 seconds', retry: { initialInterval: '200 milliseconds', maximumAttempts: 3 } });
+const infoTool = proxyLocalActivities<Activities>({ startToCloseTimeout: '5 seconds', retry: { initialInterval: '200 milliseconds', maximumAttempts: 3 } });
+const handoffTool = proxyLocalActivities<Activities>({ startToCloseTimeout: '10 seconds', retry: { initialInterval: '500 milliseconds', maximumAttempts: 5 } });
 
-const budget = proxyActivities<Activities>({ startToCloseTimeout: '5 seconds', retry: { initialInterval: '200 milliseconds', maximumInterval: '5 seconds' } });
+const budget = proxyLocalActivities<Activities>({ startToCloseTimeout: '5 seconds', retry: { initialInterval: '200 milliseconds', maximumInterval: '5 seconds' } });
 
 // Sends are not idempotent at Meta: a few bounded attempts for transient errors; the activity marks
 // ambiguous and rate-limited outcomes non-retryable so this workflow decides what happens next.
@@ -95,15 +106,25 @@ class BoundedSet {
   }
 }
 
-/** What a failed activity told us; undefined for anything that is not an activity failure. */
+/**
+ * An activity that gave up (non-retryable, or out of attempts). Regular activities reject with an
+ * ActivityFailure wrapping the cause; local activities reject with the cause itself. Cancellation
+ * is not giving up, and anything else (a bug in this file) must fail the workflow task instead.
+ */
+function gaveUp(err: unknown): err is TemporalFailure {
+  return err instanceof TemporalFailure && !isCancellation(err);
+}
+
+/** What a failed activity told us; undefined for anything that is not an activity giving up. */
 function activityFailure(err: unknown): { type: string; details: SendFailureDetails } | undefined {
-  if (!(err instanceof ActivityFailure)) return undefined;
-  if (err.cause instanceof ApplicationFailure) {
-    const details = (err.cause.details?.[0] ?? { errorClass: 'unknown', reauth: false }) as SendFailureDetails;
-    return { type: err.cause.type ?? 'Unknown', details };
+  if (!gaveUp(err)) return undefined;
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof ApplicationFailure) {
+    const details = (cause.details?.[0] ?? { errorClass: 'unknown', reauth: false }) as SendFailureDetails;
+    return { type: cause.type ?? 'Unknown', details };
   }
-  // Timeouts and cancellations: the attempts are exhausted, record it rather than fail the conversation.
-  return { type: err.cause?.name ?? 'ActivityFailure', details: { errorClass: 'unknown', reauth: false } };
+  // Timeouts: the attempts are exhausted, record it rather than fail the conversation.
+  return { type: cause?.name ?? 'ActivityFailure', details: { errorClass: 'unknown', reauth: false } };
 }
 
 const isCustomerTurn = (e: InboundEvent): e is MessageEvent | PostbackEvent => e.kind === 'message' || e.kind === 'postback';
@@ -279,7 +300,7 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
           return { callId: call.id, name: call.name, ok: false, content: { error: `unknown tool ${String(call.name)}` } };
       }
     } catch (err) {
-      if (!(err instanceof ActivityFailure) || isCancellation(err)) throw err;
+      if (!gaveUp(err)) throw err;
       return { callId: call.id, name: call.name, ok: false, content: { error: 'the tool is unavailable right now' } };
     }
   }
@@ -307,8 +328,8 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
         (outcome): Draft => ({ kind: 'done', outcome }),
         (err): Draft => {
           if (isCancellation(err)) return { kind: 'superseded' };
-          if (!(err instanceof ActivityFailure)) throw err;
-          log.warn('reply generation failed; sending the fallback', { failure: err.cause?.name });
+          if (!gaveUp(err)) throw err;
+          log.warn('reply generation failed; sending the fallback', { failure: err.name });
           return { kind: 'failed' };
         },
       );
@@ -453,8 +474,8 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
     try {
       await fn();
     } catch (err) {
-      if (!(err instanceof ActivityFailure)) throw err;
-      log.error(`${what} failed`, { failure: err.cause?.name });
+      if (!gaveUp(err)) throw err;
+      log.error(`${what} failed`, { failure: err instanceof ActivityFailure ? err.cause?.name : err.name });
     }
   }
 

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -8,9 +7,9 @@ import { EXPORT_FORMAT, verifyAuditExport, type ExportHeader } from '../../src/a
 import { AuditSigner, rawPublicKey } from '../../src/audit/keys';
 import { appendAuditEvent, appendAuditEvents } from '../../src/audit/log';
 import type { AuditVerifyReport } from '../../src/audit/verify';
-import { ROOT } from '../support/paths';
+import { runCli, type CliResult } from '../support/cli';
 import { asAttacker, auditEvent } from '../support/audit';
-import { createTestDatabase, TEST_APP_SECRET, TEST_VERIFY_TOKEN, type TestDatabase } from '../support/stack';
+import { createTestDatabase, type TestDatabase } from '../support/stack';
 
 /**
  * `audit:verify` and `audit:export` as an operator runs them: a child process on a test database,
@@ -20,43 +19,21 @@ import { createTestDatabase, TEST_APP_SECRET, TEST_VERIFY_TOKEN, type TestDataba
 const SIGNING_KEY = randomBytes(32).toString('base64');
 const signer = AuditSigner.fromSpec(SIGNING_KEY);
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 let db: TestDatabase;
 let dir: string;
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        NODE_ENV: 'test',
-        LOG_LEVEL: 'silent',
-        DATABASE_URL: db.url,
-        META_APP_SECRET: TEST_APP_SECRET,
-        META_VERIFY_TOKEN: TEST_VERIFY_TOKEN,
-        MASTER_KEYS: `1:${randomBytes(32).toString('base64')}`,
-        TEMPORAL_ADDRESS: process.env.TEST_TEMPORAL_ADDRESS ?? 'localhost:7233',
-        AUDIT_SIGNING_KEY: SIGNING_KEY,
-        AUDIT_PREVIOUS_PUBLIC_KEYS: '',
-        AUDIT_CHECKPOINT_DIR: dir,
-        AUDIT_CHECKPOINT_EVERY_EVENTS: '1000',
-        AUDIT_CHECKPOINT_EVERY_MS: '300000',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  return runCli(args, {
+    databaseUrl: db.url,
+    masterKeys: `1:${randomBytes(32).toString('base64')}`,
+    env: {
+      AUDIT_SIGNING_KEY: SIGNING_KEY,
+      AUDIT_PREVIOUS_PUBLIC_KEYS: '',
+      AUDIT_CHECKPOINT_DIR: dir,
+      AUDIT_CHECKPOINT_EVERY_EVENTS: '1000',
+      AUDIT_CHECKPOINT_EVERY_MS: '300000',
+      ...env,
+    },
   });
 }
 

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,8 +5,8 @@ import path from 'node:path';
 import { StaticKeyProvider } from '../../src/crypto/key-provider';
 import { SecretVault } from '../../src/crypto/vault';
 import { loadLlmApiKey } from '../../src/db/tenant-settings';
-import { ROOT } from '../support/paths';
-import { createTestDatabase, TEST_APP_SECRET, TEST_VERIFY_TOKEN, type TestDatabase } from '../support/stack';
+import { runCli, type CliResult } from '../support/cli';
+import { createTestDatabase, type TestDatabase } from '../support/stack';
 
 /**
  * `products:import`, `products:add`, `settings:show` and `settings:set` as an operator runs them:
@@ -16,41 +15,12 @@ import { createTestDatabase, TEST_APP_SECRET, TEST_VERIFY_TOKEN, type TestDataba
 
 const MASTER_KEYS = `1:${randomBytes(32).toString('base64')}`;
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 let db: TestDatabase;
 let dir: string;
 let tenantId: string;
 
 function cli(args: string[], stdin = ''): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        NODE_ENV: 'test',
-        LOG_LEVEL: 'silent',
-        DATABASE_URL: db.url,
-        META_APP_SECRET: TEST_APP_SECRET,
-        META_VERIFY_TOKEN: TEST_VERIFY_TOKEN,
-        MASTER_KEYS,
-        TEMPORAL_ADDRESS: process.env.TEST_TEMPORAL_ADDRESS ?? 'localhost:7233',
-        USER: 'ops-test',
-      },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(stdin);
-  });
+  return runCli(args, { databaseUrl: db.url, masterKeys: MASTER_KEYS, env: { USER: 'ops-test' }, stdin });
 }
 
 async function ok<T = Record<string, unknown>>(args: string[], stdin?: string): Promise<T> {

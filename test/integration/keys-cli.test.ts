@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { StaticKeyProvider } from '../../src/crypto/key-provider';
 import { DataKeyMissingError, SecretVault, type SecretLocation } from '../../src/crypto/vault';
 import type { KeyStatus } from '../../src/db/key-inventory';
-import { ROOT } from '../support/paths';
-import { createTestDatabase, TEST_APP_SECRET, TEST_VERIFY_TOKEN, type TestDatabase } from '../support/stack';
+import { runCli, type CliResult } from '../support/cli';
+import { createTestDatabase, type TestDatabase } from '../support/stack';
 
 /**
  * The operator CLI as an operator runs it: a child process (`node --import tsx src/cli.ts …`) on
@@ -18,12 +17,6 @@ const KEYS_1 = `1:${mk1.toString('base64')}`;
 const KEYS_21 = `2:${mk2.toString('base64')},1:${mk1.toString('base64')}`;
 const provider1 = StaticKeyProvider.fromSpec(KEYS_1);
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 let db: TestDatabase;
 /** Every token handed to the CLI, and everything the CLI printed. */
 const tokens: string[] = [];
@@ -35,33 +28,10 @@ const newToken = () => {
   return t;
 };
 
-function cli(args: string[], opts: { stdin?: string; masterKeys?: string } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        NODE_ENV: 'test',
-        LOG_LEVEL: 'silent',
-        DATABASE_URL: db.url,
-        META_APP_SECRET: TEST_APP_SECRET,
-        META_VERIFY_TOKEN: TEST_VERIFY_TOKEN,
-        MASTER_KEYS: opts.masterKeys ?? KEYS_1,
-        TEMPORAL_ADDRESS: process.env.TEST_TEMPORAL_ADDRESS ?? 'localhost:7233',
-      },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      outputs.push({ args, out: stdout + stderr });
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(opts.stdin ?? '');
-  });
+async function cli(args: string[], opts: { stdin?: string; masterKeys?: string } = {}): Promise<CliResult> {
+  const result = await runCli(args, { databaseUrl: db.url, masterKeys: opts.masterKeys ?? KEYS_1, ...(opts.stdin !== undefined && { stdin: opts.stdin }) });
+  outputs.push({ args, out: result.stdout + result.stderr });
+  return result;
 }
 
 /** Runs a command that must succeed and returns its JSON output. */
