@@ -16,6 +16,11 @@ import { createPool, type Pool } from './db/pool';
 import { addProduct } from './db/products';
 import { loadTenantSettings, SettingsError, tenantSettingsPatchSchema, updateTenantSettings } from './db/tenant-settings';
 import { createTenant, deleteTenant, tenantExists } from './db/tenants';
+import { AccountError, createOperator, createTenantUser, emailSchema, tenantRoleSchema } from './auth/accounts';
+import { ApiKeyError, createApiKey, revokeApiKey } from './auth/api-keys';
+import { PasswordPolicyError } from './auth/passwords';
+import { ROLES } from './auth/permissions';
+import { revokeSessionsOf } from './auth/sessions';
 import { createTemporalClient } from './temporal/client';
 import { createDataConverter } from './temporal/payload-codec';
 import type { KeyRotationInput } from '../workflows/key-rotation';
@@ -47,6 +52,13 @@ const isoTime = z
   .string()
   .refine((v) => /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(v) && !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 date or time, e.g. 2025-01-31 or 2025-01-31T12:00:00Z')
   .transform((v) => new Date(v));
+/** Passwords only ever come on stdin: never in shell history or `ps`. */
+const passwordFromStdin = z.literal('-', 'must be - : the password is read from stdin, never from the command line');
+const keyTenant = z
+  .string()
+  .refine((v) => v === 'platform' || z.uuid().safeParse(v).success, 'must be a tenant UUID, or platform for a platform (operator) key')
+  .transform((v) => v.toLowerCase());
+
 const commands = {
   'tenants:create': {
     usage: 'tenants:create --name NAME',
@@ -125,6 +137,30 @@ const commands = {
       // Zod still runs this when a date above failed to parse (the value is then the raw string).
       .refine((a) => !(a.from instanceof Date && a.to instanceof Date) || a.from.getTime() < a.to.getTime(), { message: 'must be after --from', path: ['to'] }),
   },
+  'operators:create': {
+    usage: 'operators:create --email EMAIL --password -   (password on stdin; at least 12 characters)',
+    schema: z.object({ email: emailSchema, password: passwordFromStdin }),
+  },
+  'users:create': {
+    usage: 'users:create --tenant ID --email EMAIL --role owner|admin|developer|viewer --password -   (password on stdin)',
+    schema: z.object({ tenant: uuid, email: emailSchema, role: tenantRoleSchema, password: passwordFromStdin }),
+  },
+  'api-keys:create': {
+    usage: 'api-keys:create --tenant ID|platform --role ROLE --name NAME   (prints the key once; platform keys have the role operator)',
+    schema: z.object({
+      tenant: keyTenant,
+      role: z.enum(ROLES as [string, ...string[]], `must be one of ${ROLES.join(', ')}`),
+      name: z.string().trim().min(1, 'is required').max(100, 'must be at most 100 characters'),
+    }),
+  },
+  'api-keys:revoke': {
+    usage: 'api-keys:revoke --id ID',
+    schema: z.object({ id: uuid }),
+  },
+  'sessions:revoke': {
+    usage: 'sessions:revoke --user ID   (ends every browser session of a tenant user or an operator)',
+    schema: z.object({ user: uuid }),
+  },
 } as const;
 
 type CommandName = keyof typeof commands;
@@ -168,10 +204,12 @@ async function run(argv: string[]): Promise<unknown> {
   const auditArgs = name === 'settings:set' ? withoutSecretsInJson(args) : args;
   // The token may come on stdin (`--access-token -`) so it stays out of shell history and `ps`.
   if (args['access-token'] === '-') args['access-token'] = readFileSync(0, 'utf8').trim();
+  // Only the trailing newline: a password may begin or end with spaces.
+  const password = args.password === '-' ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : undefined;
   const config = loadConfig();
   const pool = createPool(config.DATABASE_URL, 2);
   try {
-    const result = await runCommand(name, args, config, pool);
+    const result = await runCommand(name, args, config, pool, password);
     await recordCliAction(pool, { command: name, args: auditArgs, outcome: 'success' });
     return result;
   } catch (err) {
@@ -205,14 +243,56 @@ function withoutSecretsInJson(args: Record<string, string | undefined>): Record<
 /** Who the audit trail names for an operator's change. */
 const operatorActor = () => ({ type: 'operator' as const, id: process.env.USER ?? 'cli' });
 
+/** An account or credential change, in the chain of the tenant it belongs to (never a password or key). */
+async function auditPeople(pool: Pool, event: { tenantId: string | null; action: 'operator.created' | 'user.created' | 'api_key.created' | 'api_key.revoked' | 'session.revoked'; resource: string; details?: Record<string, unknown> }): Promise<void> {
+  await appendAuditEvent(pool, { ...event, actor: operatorActor(), outcome: 'success' });
+}
+
 async function requireTenant(pool: Pool, tenantId: string): Promise<void> {
   if (!(await tenantExists(pool, tenantId))) throw new UsageError(`--tenant: no tenant ${tenantId}`);
 }
 
 /** One command's work; `run` records every call in the audit trail. */
-async function runCommand(name: CommandName, args: Record<string, string | undefined>, config: Config, pool: Pool): Promise<unknown> {
+async function runCommand(name: CommandName, args: Record<string, string | undefined>, config: Config, pool: Pool, password?: string): Promise<unknown> {
   {
     switch (name) {
+      case 'operators:create': {
+        const a = validate(name, commands[name].schema, args);
+        const created = await createOperator(pool, { email: a.email, password: password ?? '' });
+        await auditPeople(pool, { tenantId: null, action: 'operator.created', resource: `operator:${created.id}` });
+        return created;
+      }
+      case 'users:create': {
+        const a = validate(name, commands[name].schema, args);
+        await requireTenant(pool, a.tenant);
+        const created = await createTenantUser(pool, { tenantId: a.tenant, email: a.email, role: a.role, password: password ?? '' });
+        await auditPeople(pool, { tenantId: a.tenant, action: 'user.created', resource: `tenant_user:${created.id}`, details: { role: created.role } });
+        return created;
+      }
+      case 'api-keys:create': {
+        const a = validate(name, commands[name].schema, args);
+        const tenantId = a.tenant === 'platform' ? null : a.tenant;
+        if (tenantId) await requireTenant(pool, tenantId);
+        const created = await createApiKey(pool, { tenantId, role: a.role as (typeof ROLES)[number], name: a.name, createdBy: `cli:${operatorActor().id}` });
+        await auditPeople(pool, { tenantId, action: 'api_key.created', resource: `api_key:${created.id}`, details: { prefix: created.prefix, role: created.role } });
+        // The only time the key is shown: it is stored as a hash.
+        return { ...created, note: 'store the key now: it is not shown again' };
+      }
+      case 'api-keys:revoke': {
+        const a = validate(name, commands[name].schema, args);
+        const result = await revokeApiKey(pool, a.id);
+        if (!result) throw new UsageError(`--id: no API key ${a.id}`);
+        if (result.revoked) await auditPeople(pool, { tenantId: result.tenantId, action: 'api_key.revoked', resource: `api_key:${a.id}` });
+        return { id: a.id, revoked: result.revoked ? 'now' : 'already' };
+      }
+      case 'sessions:revoke': {
+        const a = validate(name, commands[name].schema, args);
+        const { rows } = await pool.query<{ tenant_id: string | null }>('SELECT tenant_id FROM tenant_users WHERE id = $1 UNION ALL SELECT NULL FROM operators WHERE id = $1', [a.user]);
+        if (rows.length === 0) throw new UsageError(`--user: no tenant user or operator ${a.user}`);
+        const revoked = await revokeSessionsOf(pool, a.user, 'operator_revoked');
+        await auditPeople(pool, { tenantId: rows[0]!.tenant_id, action: 'session.revoked', resource: `account:${a.user}`, details: { sessions: revoked } });
+        return { user: a.user, sessionsRevoked: revoked };
+      }
       case 'tenants:create': {
         const a = validate(name, commands[name].schema, args);
         return await createTenant(pool, a.name);
@@ -386,7 +466,15 @@ run(process.argv.slice(2)).then(
       process.stderr.write(`error: ${err.describe()}\n`);
       process.exit(2);
     }
-    if (err instanceof UsageError || err instanceof ChannelConflictError || err instanceof KeyInUseError || err instanceof SettingsError) {
+    if (
+      err instanceof UsageError ||
+      err instanceof ChannelConflictError ||
+      err instanceof KeyInUseError ||
+      err instanceof SettingsError ||
+      err instanceof PasswordPolicyError ||
+      err instanceof AccountError ||
+      err instanceof ApiKeyError
+    ) {
       process.stderr.write(`error: ${err.message}\n`);
       process.exit(2);
     }

@@ -72,11 +72,19 @@ export const configSchema = z.object({
   /** Bearer token operators (and the Temporal UI, via /codec/login) use for the codec endpoint; unset = endpoint refuses all. */
   CODEC_AUTH_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   /**
-   * Interim operator credential for the admin API (`/admin/*`: tenant settings, catalog import,
-   * operator messages and handoff), sent as `Authorization: Bearer …`. It stands in for real users
-   * and roles until issue 6 brings them; unset = every admin route answers 503.
+   * DEPRECATED static platform-operator credential (`Authorization: Bearer …`), from before users
+   * and roles: it acts as an operator (audited as `admin-token`). Prefer operator accounts and
+   * platform API keys (`api-keys:create --tenant platform`); unset = refused.
    */
   ADMIN_API_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** A browser session ends after this long without a request… */
+  SESSION_IDLE_TIMEOUT_MS: positiveMs.default(12 * 3_600_000),
+  /** …and this long after sign-in, whatever happens. */
+  SESSION_MAX_AGE_MS: positiveMs.default(7 * 86_400_000),
+  /** Failed sign-ins allowed per account and per client IP within the window, then 429. */
+  LOGIN_MAX_FAILURES_PER_ACCOUNT: z.coerce.number().int().min(1).max(1000).default(5),
+  LOGIN_MAX_FAILURES_PER_IP: z.coerce.number().int().min(1).max(100_000).default(30),
+  LOGIN_THROTTLE_WINDOW_MS: positiveMs.default(15 * 60_000),
   /** Browser origins allowed to call the codec endpoint (the Temporal UI). Default: TEMPORAL_UI_URL's origin. */
   CODEC_CORS_ORIGINS: z
     .string()

@@ -4,6 +4,7 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { resolveTemporalCli } from '../scripts/temporal-cli';
+import { createOperator, findAccountByEmail } from './auth/accounts';
 import { devEnvFile, readEnvFile } from './config';
 import { ensureAppLoginRole, withCredentials } from './db/app-role';
 import { migrate } from './db/migrate';
@@ -38,6 +39,9 @@ function loadDevSecrets(): Record<string, string> {
   ensure('MASTER_KEYS', () => `1:${randomBytes(32).toString('base64')}`);
   ensure('CODEC_AUTH_TOKEN', () => randomBytes(24).toString('base64url'));
   ensure('ADMIN_API_TOKEN', () => randomBytes(24).toString('base64url'));
+  // The first platform operator account of the dev stack (created below when missing).
+  if (!env.DEV_OPERATOR_EMAIL) env.DEV_OPERATOR_EMAIL = 'operator@example.com';
+  ensure('DEV_OPERATOR_PASSWORD', () => randomBytes(18).toString('base64url'));
   // Audit checkpoints: signed with an Ed25519 seed, appended to files beside the embedded database.
   ensure('AUDIT_SIGNING_KEY', () => randomBytes(32).toString('base64'));
   if (!process.env.AUDIT_CHECKPOINT_DIR && !env.AUDIT_CHECKPOINT_DIR) env.AUDIT_CHECKPOINT_DIR = path.join(DATA, 'audit-checkpoints');
@@ -129,6 +133,11 @@ async function main(): Promise<void> {
   }
   const ownerPool = createPool(ownerUrl, 2);
   const applied = await migrate(ownerPool);
+  const operatorPassword = process.env.DEV_OPERATOR_PASSWORD ?? env.DEV_OPERATOR_PASSWORD!;
+  if (!(await findAccountByEmail(ownerPool, env.DEV_OPERATOR_EMAIL!))) {
+    await createOperator(ownerPool, { email: env.DEV_OPERATOR_EMAIL!, password: operatorPassword });
+    say(`created the operator account ${env.DEV_OPERATOR_EMAIL} (password: DEV_OPERATOR_PASSWORD in ${path.relative(ROOT, devEnvFile(ROOT))})`);
+  }
   let databaseUrl = process.env.DATABASE_URL;
   if (!databaseUrl || process.env.MIGRATION_DATABASE_URL === undefined) {
     await ensureAppLoginRole(ownerPool, APP_DB_USER, env.APP_DB_PASSWORD!);
@@ -181,7 +190,7 @@ async function main(): Promise<void> {
     });
   }
 
-  const { EMBEDDED_PG_PASSWORD: _pw, APP_DB_PASSWORD: _apw, ...appSecrets } = env;
+  const { EMBEDDED_PG_PASSWORD: _pw, APP_DB_PASSWORD: _apw, DEV_OPERATOR_EMAIL: _oe, DEV_OPERATOR_PASSWORD: _op, ...appSecrets } = env;
   const appEnv: Record<string, string> = {
     ...appSecrets,
     DATABASE_URL: databaseUrl,
@@ -209,7 +218,8 @@ async function main(): Promise<void> {
       `  Temporal UI    http://localhost:${uiPort}   (to see decoded payloads: sign in at ${gatewayUrl}/codec/login`,
       `                 with CODEC_AUTH_TOKEN from the settings file, then enable "Include cross-origin credentials"`,
       `                 in the UI's codec server settings)`,
-      `  Admin API      ${gatewayUrl}/admin   (Authorization: Bearer <ADMIN_API_TOKEN from the settings file>)`,
+      `  Sign in        POST ${gatewayUrl}/auth/login  {"email":"${env.DEV_OPERATOR_EMAIL}","password":<DEV_OPERATOR_PASSWORD from the settings file>}`,
+      `  Admin API      ${gatewayUrl}/admin   (session cookie + x-csrf-token, or Authorization: Bearer <API key: npm run cli -- api-keys:create>)`,
       `  Graph sandbox  ${graphBase}   (recorded Send API calls: ${graphBase}/_sandbox/requests)`,
       `  Settings       ${path.relative(ROOT, devEnvFile(ROOT))}   (used by \`npm run cli\` and \`npm run bench\`)`,
       '',

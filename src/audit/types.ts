@@ -26,7 +26,13 @@ export type AuditAction =
   | 'settings.updated'
   | 'catalog.imported'
   | 'conversation.handoff'
-  | 'conversation.agent_message';
+  | 'conversation.agent_message'
+  | 'auth.logout'
+  | 'session.revoked'
+  | 'operator.created'
+  | 'user.created'
+  | 'api_key.created'
+  | 'api_key.revoked';
 
 export interface AuditEventInput {
   /** Null for platform events (they go to the platform chain). */

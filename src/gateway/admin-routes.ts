@@ -18,18 +18,31 @@ import type { Logger } from '../logger';
 import { withTemporalDeadline } from '../temporal/client';
 import { conversationWorkflowId } from '../temporal/ids';
 import { conversationStateQuery, type OperatorCommand } from '../../workflows/definitions';
-import { ADMIN_OPERATOR_ID } from './admin-auth';
+import { auditActorOf, type Permission } from '../auth/permissions';
 import { dispatchOperatorCommand } from './conversation-dispatch';
 import { sendError } from './errors';
+import { denialAuditor, requirePermission } from './principal';
 import { readBodyOr413 } from './raw-body';
 
 /**
- * The admin API (`/admin/*`), for operators until tenant users exist (issue 6): tenant settings,
- * catalog import and search, and a conversation's human side (send as a human agent, hand off,
- * read its state). The app puts `adminAuth` in front of every `/admin` path. Every change is
- * audited: settings and imports in their own transaction, conversation commands once Temporal
- * accepted them.
+ * The admin API (`/admin/*`): tenant settings, catalog import and search, and a conversation's
+ * human side (send as a human agent, hand off, read its state). The app puts `adminAuth` (a
+ * principal is required) in front of every `/admin` path; each route then requires its
+ * permission (`ADMIN_ROUTES`) for the tenant that owns the resource — a conversation's tenant for
+ * conversation routes. Every change is audited under the acting principal: settings and imports in
+ * their own transaction, conversation commands once Temporal accepted them.
  */
+
+/** Every admin route with the permission it needs and where its tenant comes from (walked by test/integration/auth-matrix.test.ts). */
+export const ADMIN_ROUTES = {
+  getSettings: { method: 'GET', path: '/tenants/:tenantId/settings', permission: 'settings.read', resource: 'tenant' },
+  putSettings: { method: 'PUT', path: '/tenants/:tenantId/settings', permission: 'settings.manage', resource: 'tenant' },
+  importProducts: { method: 'POST', path: '/tenants/:tenantId/products/import', permission: 'settings.manage', resource: 'tenant' },
+  listProducts: { method: 'GET', path: '/tenants/:tenantId/products', permission: 'settings.read', resource: 'tenant' },
+  sendMessage: { method: 'POST', path: '/conversations/:conversationId/messages', permission: 'conversations.reply', resource: 'conversation' },
+  handoff: { method: 'POST', path: '/conversations/:conversationId/handoff', permission: 'conversations.reply', resource: 'conversation' },
+  conversationState: { method: 'GET', path: '/conversations/:conversationId/state', permission: 'conversations.read', resource: 'conversation' },
+} as const satisfies Record<string, { method: 'GET' | 'PUT' | 'POST'; path: string; permission: Permission; resource: 'tenant' | 'conversation' }>;
 
 export interface AdminDeps {
   config: Pick<Config, 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_RPC_TIMEOUT_MS' | 'CONVERSATION_IDLE_TIMEOUT_MS'>;
@@ -129,14 +142,16 @@ function parseQuery<S extends z.ZodType>(ctx: Context, schema: S): z.infer<S> | 
 export function adminRoutes(deps: AdminDeps): Router {
   const { config, pool, temporal, vault, logger } = deps;
   const dispatchOpts = { taskQueue: config.TEMPORAL_TASK_QUEUE, idleTimeoutMs: config.CONVERSATION_IDLE_TIMEOUT_MS };
-  const actor = { type: 'operator' as const, id: ADMIN_OPERATOR_ID };
+  /** The acting principal (`adminAuth` and `requirePermission` ran first). */
+  const actorOf = (ctx: Context) => auditActorOf(ctx.state.principal!);
   // Case-sensitive, like the guard's prefix check in front of it.
   const router = new Router({ prefix: '/admin', sensitive: true });
+  const denied = denialAuditor(pool, logger, 'admin');
 
   /** Outside any transaction: an audit failure is logged, never turned into the response. */
   const audit = async (ctx: Context, event: Omit<AuditEventInput, 'actor' | 'ip' | 'userAgent' | 'requestId'>): Promise<void> => {
     await appendAuditEvent(pool, {
-      actor,
+      actor: actorOf(ctx),
       ip: ctx.ip,
       userAgent: ctx.get('user-agent').slice(0, 512) || undefined,
       requestId: String(ctx.state.requestId).slice(0, 200),
@@ -153,22 +168,42 @@ export function adminRoutes(deps: AdminDeps): Router {
     return undefined;
   };
 
+  /** The tenant named in the path when it exists (for the permission check). */
+  const pathTenant = async (ctx: Context): Promise<string | undefined> => {
+    const parsed = uuidParam.safeParse(ctx.params.tenantId);
+    return parsed.success && (await tenantExists(pool, parsed.data)) ? parsed.data : undefined;
+  };
+  /** The tenant of the conversation named in the path, when it exists. */
+  const conversationTenant = async (ctx: Context): Promise<string | undefined> => {
+    const parsed = uuidParam.safeParse(ctx.params.conversationId);
+    return parsed.success ? (await getConversationRoute(pool, parsed.data))?.tenantId : undefined;
+  };
+  const resources = {
+    tenant: { tenantFrom: pathTenant, notFound: (ctx: Context) => sendError(ctx, 404, 'tenant_not_found', `no tenant ${String(ctx.params.tenantId).toLowerCase()}`) },
+    conversation: { tenantFrom: conversationTenant, notFound: (ctx: Context) => sendError(ctx, 404, 'conversation_not_found', `no conversation ${String(ctx.params.conversationId).toLowerCase()}`) },
+  };
+  const guarded = (route: (typeof ADMIN_ROUTES)[keyof typeof ADMIN_ROUTES], handler: (ctx: Context) => Promise<void>) => {
+    const guard = requirePermission(route.permission, { ...resources[route.resource], audit: denied });
+    const method = route.method === 'GET' ? 'get' : route.method === 'PUT' ? 'put' : 'post';
+    router[method](route.path, guard, handler);
+  };
+
   // ---- tenant settings ------------------------------------------------------------------------
 
-  router.get('/tenants/:tenantId/settings', async (ctx) => {
+  guarded(ADMIN_ROUTES.getSettings, async (ctx) => {
     const tenantId = await tenantOf(ctx);
     if (!tenantId) return;
     ctx.body = await loadTenantSettings(pool, tenantId);
   });
 
-  router.put('/tenants/:tenantId/settings', async (ctx) => {
-    const tenantId = parseParam(ctx, 'tenantId', 'tenant');
+  guarded(ADMIN_ROUTES.putSettings, async (ctx) => {
+    // The tenant first: an unknown one is a 404 whatever the body (as another tenant's is, see requirePermission).
+    const tenantId = await tenantOf(ctx);
     if (!tenantId) return;
     const patch = await parseBody(ctx, tenantSettingsPatchSchema);
     if (!patch) return;
-    if (!(await tenantExists(pool, tenantId))) return sendError(ctx, 404, 'tenant_not_found', `no tenant ${tenantId}`);
     try {
-      ctx.body = await updateTenantSettings(pool, vault, tenantId, patch, { actor, requestId: String(ctx.state.requestId).slice(0, 200), ip: ctx.ip });
+      ctx.body = await updateTenantSettings(pool, vault, tenantId, patch, { actor: actorOf(ctx), requestId: String(ctx.state.requestId).slice(0, 200), ip: ctx.ip });
     } catch (err) {
       if (err instanceof SettingsError) return sendError(ctx, 400, 'invalid_settings', err.message);
       throw err;
@@ -178,7 +213,7 @@ export function adminRoutes(deps: AdminDeps): Router {
 
   // ---- catalog --------------------------------------------------------------------------------
 
-  router.post('/tenants/:tenantId/products/import', async (ctx) => {
+  guarded(ADMIN_ROUTES.importProducts, async (ctx) => {
     const tenantId = await tenantOf(ctx);
     if (!tenantId) return;
     const query = parseQuery(ctx, importQuery);
@@ -189,7 +224,7 @@ export function adminRoutes(deps: AdminDeps): Router {
     if (!raw) return;
     try {
       const products = parseCatalog(raw, format);
-      const result = await importCatalog(pool, tenantId, products, { mode: query.mode, actor, format, requestId: String(ctx.state.requestId).slice(0, 200), ip: ctx.ip });
+      const result = await importCatalog(pool, tenantId, products, { mode: query.mode, actor: actorOf(ctx), format, requestId: String(ctx.state.requestId).slice(0, 200), ip: ctx.ip });
       logger.info({ requestId: ctx.state.requestId, tenantId, format, mode: query.mode, rows: products.length, ...result }, 'catalog imported');
       ctx.body = result;
     } catch (err) {
@@ -205,7 +240,7 @@ export function adminRoutes(deps: AdminDeps): Router {
     }
   });
 
-  router.get('/tenants/:tenantId/products', async (ctx) => {
+  guarded(ADMIN_ROUTES.listProducts, async (ctx) => {
     const tenantId = await tenantOf(ctx);
     if (!tenantId) return;
     const query = parseQuery(ctx, listQuery);
@@ -260,6 +295,12 @@ export function adminRoutes(deps: AdminDeps): Router {
     return true;
   };
 
+  /** Who the workflow records as the human agent: the principal (`tenant_user:<uuid>`, `operator:<uuid>`, `api_key:<uuid>`). */
+  const operatorId = (ctx: Context): string => {
+    const p = ctx.state.principal!;
+    return p.kind === 'operator' && p.credential === 'static_token' ? p.id : `${p.kind}:${p.id}`;
+  };
+
   /** The caller's id for the command (a retry with the same one is a no-op), else the request's. */
   const commandRequestId = (ctx: Context, given: string | undefined): string => {
     if (given) return given;
@@ -267,7 +308,7 @@ export function adminRoutes(deps: AdminDeps): Router {
     return fromHeader.success ? fromHeader.data : randomUUID();
   };
 
-  router.post('/conversations/:conversationId/messages', async (ctx) => {
+  guarded(ADMIN_ROUTES.sendMessage, async (ctx) => {
     const route = await conversationOf(ctx);
     if (!route) return;
     const body = await parseBody(ctx, sendBody);
@@ -276,25 +317,25 @@ export function adminRoutes(deps: AdminDeps): Router {
       return sendError(ctx, 409, 'channel_inactive', `the conversation's channel is ${route.channelStatus}: reconnect it (channels:connect) before sending`);
     }
     const requestId = commandRequestId(ctx, body.requestId);
-    if (!(await dispatch(ctx, route, { kind: 'send', requestId, operator: ADMIN_OPERATOR_ID, text: body.text }, { textLength: body.text.length }))) return;
+    if (!(await dispatch(ctx, route, { kind: 'send', requestId, operator: operatorId(ctx), text: body.text }, { textLength: body.text.length }))) return;
     ctx.status = 202;
     ctx.body = { requestId, conversationId: route.conversationId };
   });
 
-  router.post('/conversations/:conversationId/handoff', async (ctx) => {
+  guarded(ADMIN_ROUTES.handoff, async (ctx) => {
     const route = await conversationOf(ctx);
     if (!route) return;
     const body = await parseBody(ctx, handoffBody);
     if (!body) return;
     const requestId = commandRequestId(ctx, body.requestId);
-    const command: OperatorCommand = { kind: 'handoff', requestId, operator: ADMIN_OPERATOR_ID, to: body.to, ...(body.reason && { reason: body.reason }) };
+    const command: OperatorCommand = { kind: 'handoff', requestId, operator: operatorId(ctx), to: body.to, ...(body.reason && { reason: body.reason }) };
     // The reason is the operator's free text: only whether one was given is audited.
     if (!(await dispatch(ctx, route, command, { to: body.to, withReason: body.reason !== undefined }))) return;
     ctx.status = 202;
     ctx.body = { requestId, conversationId: route.conversationId };
   });
 
-  router.get('/conversations/:conversationId/state', async (ctx) => {
+  guarded(ADMIN_ROUTES.conversationState, async (ctx) => {
     const route = await conversationOf(ctx);
     if (!route) return;
     const workflowId = conversationWorkflowId(route.tenantId, route.channelId, route.customerId);

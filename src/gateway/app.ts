@@ -9,13 +9,28 @@ import { SecretVault } from '../crypto/vault';
 import { withTemporalDeadline } from '../temporal/client';
 import { adminAuth } from './admin-auth';
 import { adminRoutes } from './admin-routes';
+import { authRoutes } from './auth-routes';
 import { codecRoutes } from './codec-routes';
 import { sendError } from './errors';
 import { metaWebhookRoutes, type WebhookDeps } from './meta-webhooks';
+import { denialAuditor, resolvePrincipal } from './principal';
 
 export interface GatewayDeps extends WebhookDeps {
   config: WebhookDeps['config'] &
-    Pick<Config, 'CODEC_AUTH_TOKEN' | 'CODEC_CORS_ORIGINS' | 'TEMPORAL_UI_URL' | 'ADMIN_API_TOKEN' | 'MASTER_KEYS' | 'DATA_KEY_CACHE_TTL_MS'>;
+    Pick<
+      Config,
+      | 'CODEC_AUTH_TOKEN'
+      | 'CODEC_CORS_ORIGINS'
+      | 'TEMPORAL_UI_URL'
+      | 'ADMIN_API_TOKEN'
+      | 'MASTER_KEYS'
+      | 'DATA_KEY_CACHE_TTL_MS'
+      | 'SESSION_IDLE_TIMEOUT_MS'
+      | 'SESSION_MAX_AGE_MS'
+      | 'LOGIN_MAX_FAILURES_PER_ACCOUNT'
+      | 'LOGIN_MAX_FAILURES_PER_IP'
+      | 'LOGIN_THROTTLE_WINDOW_MS'
+    >;
   /** The same codec the Temporal client uses, served to the Temporal UI. */
   codec: PayloadCodec;
   /** Seals secrets the admin API stores (a tenant's model API key); default: one on MASTER_KEYS. */
@@ -82,8 +97,16 @@ export function createGatewayApp(deps: GatewayDeps): Koa {
   });
   const vault = deps.vault ?? new SecretVault(deps.pool, StaticKeyProvider.fromSpec(deps.config.MASTER_KEYS), { cacheTtlMs: deps.config.DATA_KEY_CACHE_TTL_MS });
   const admin = adminRoutes({ config: deps.config, pool: deps.pool, temporal: deps.temporal, vault, logger });
-  app.use(adminAuth({ token: deps.config.ADMIN_API_TOKEN, logger, auditPool: deps.pool }));
-  for (const router of [health, webhooks, codec, admin]) app.use(router.routes()).use(router.allowedMethods());
+  const lifetimes = { idleMs: deps.config.SESSION_IDLE_TIMEOUT_MS, absoluteMs: deps.config.SESSION_MAX_AGE_MS };
+  const auth = authRoutes({
+    pool: deps.pool,
+    logger,
+    lifetimes,
+    throttle: { windowMs: deps.config.LOGIN_THROTTLE_WINDOW_MS, perAccount: deps.config.LOGIN_MAX_FAILURES_PER_ACCOUNT, perIp: deps.config.LOGIN_MAX_FAILURES_PER_IP },
+  });
+  app.use(resolvePrincipal({ pool: deps.pool, logger, lifetimes, legacyAdminToken: deps.config.ADMIN_API_TOKEN }));
+  app.use(adminAuth({ audit: denialAuditor(deps.pool, logger, 'admin') }));
+  for (const router of [health, webhooks, codec, auth, admin]) app.use(router.routes()).use(router.allowedMethods());
   app.use((ctx) => sendError(ctx, 404, 'not_found', `no route for ${ctx.method} ${ctx.path}`));
   return app;
 }

@@ -6,9 +6,11 @@ import type { Pool } from 'pg';
 import { appendAuditEvent } from '../audit/log';
 import type { AuditEventInput } from '../audit/types';
 import { z } from 'zod';
+import { auditActorOf, can } from '../auth/permissions';
 import type { Logger } from '../logger';
 import { constantTimeEqual } from '../meta/signature';
 import { sendError } from './errors';
+import { bearerOf } from './principal';
 import { readBodyOr413, readRawBody } from './raw-body';
 
 /**
@@ -17,8 +19,12 @@ import { readBodyOr413, readRawBody } from './raw-body';
  * in the UI while Temporal's database holds ciphertext. The UI calls it from the browser, so it
  * sends CORS headers for the configured UI origins only.
  *
- * Credentials: `Authorization: Bearer <CODEC_AUTH_TOKEN>` (the CLI's `--codec-auth`), or the
- * session cookie set by `/codec/login` (the UI sends it with "Include cross-origin credentials").
+ * Credentials: a principal allowed `payloads.decode` (src/auth/permissions.ts: operators only,
+ * since payload keys are platform-wide) — a signed-in operator's `sb_session` cookie (the UI sends
+ * it with "Include cross-origin credentials") or a platform API key as bearer; or, deprecated,
+ * `Authorization: Bearer <CODEC_AUTH_TOKEN>` (the CLI's `--codec-auth`) and the cookie `/codec/login`
+ * sets from it. No CSRF token is asked for: decoding changes nothing, and only the configured UI
+ * origins may read the answers (CORS).
  */
 
 export const MAX_CODEC_BODY_BYTES = 4 * 1024 * 1024;
@@ -73,10 +79,11 @@ export function codecRoutes({ codec, authToken, corsOrigins, logger, auditPool }
     await next();
   };
 
-  const authenticated = (ctx: Context): boolean => {
+  /** The deprecated static codec token (bearer, or the cookie /codec/login set from it). */
+  const legacyAuthenticated = (ctx: Context): boolean => {
     if (!authToken || !sessionValue) return false;
-    const header = ctx.get('authorization');
-    if (header.startsWith('Bearer ') && constantTimeEqual(header.slice('Bearer '.length), authToken)) return true;
+    const bearer = bearerOf(ctx);
+    if (bearer !== undefined && constantTimeEqual(bearer, authToken)) return true;
     const cookie = ctx.cookies.get(COOKIE);
     return cookie !== undefined && constantTimeEqual(cookie, sessionValue);
   };
@@ -87,18 +94,41 @@ export function codecRoutes({ codec, authToken, corsOrigins, logger, auditPool }
 
   for (const op of ['decode', 'encode'] as const) {
     router.post(`/${op}`, cors, async (ctx) => {
-      if (!authenticated(ctx)) {
+      const legacy = legacyAuthenticated(ctx);
+      const principal = legacy ? undefined : ctx.state.principal;
+      if (!legacy && !principal) {
         logger.warn({ ip: ctx.ip, requestId: ctx.state.requestId, op }, 'codec request without valid credentials');
-        ctx.set('www-authenticate', 'Bearer realm="switchboard-codec"');
         await audit(ctx, {
           actor: { type: 'operator' },
           action: 'auth.denied',
           resource: `codec:${op}`,
           outcome: 'failure',
-          reason: authToken ? 'invalid_credentials' : 'codec_disabled',
+          reason: ctx.state.authProblem ?? 'missing_credentials',
           details: { op, namespace: ctx.get('x-namespace') || null },
         });
-        return sendError(ctx, 401, 'unauthenticated', authToken ? 'a valid operator credential is required' : 'the codec endpoint is disabled: CODEC_AUTH_TOKEN is not set');
+        ctx.set('www-authenticate', 'Bearer realm="switchboard-codec"');
+        return sendError(
+          ctx,
+          401,
+          'unauthenticated',
+          ctx.state.authProblem === 'invalid_session'
+            ? 'the session has ended: sign in again (POST /auth/login)'
+            : ctx.state.authProblem === 'invalid_credentials'
+              ? 'the credential is not valid'
+              : 'an operator credential is required: sign in (POST /auth/login) as an operator, or send Authorization: Bearer <platform API key>',
+        );
+      }
+      if (principal && !can(principal, 'payloads.decode')) {
+        logger.warn({ requestId: ctx.state.requestId, op, principal: `${principal.kind}:${principal.id}` }, 'codec request denied');
+        await audit(ctx, {
+          actor: auditActorOf(principal),
+          action: 'auth.denied',
+          resource: `codec:${op}`,
+          outcome: 'failure',
+          reason: 'permission_denied',
+          details: { op, permission: 'payloads.decode', role: principal.role },
+        });
+        return sendError(ctx, 403, 'forbidden', `the role ${principal.role} does not have the permission payloads.decode (Temporal payloads are decoded by platform operators only)`);
       }
       const raw = await readBodyOr413(ctx, MAX_CODEC_BODY_BYTES, 'codec body');
       if (!raw) return;
@@ -126,7 +156,7 @@ export function codecRoutes({ codec, authToken, corsOrigins, logger, auditPool }
       }
       logger.info({ requestId: ctx.state.requestId, op, payloads: payloads.length, namespace: ctx.get('x-namespace') || undefined }, 'codec request');
       await audit(ctx, {
-        actor: { type: 'operator', id: credentialKind(ctx) },
+        actor: principal ? auditActorOf(principal) : { type: 'operator', id: credentialKind(ctx) },
         action: op === 'decode' ? 'codec.decode' : 'codec.encode',
         resource: `codec:${op}`,
         outcome: 'success',

@@ -13,7 +13,7 @@ import { createLogger } from '../../src/logger';
 import { conversationWorkflowId } from '../../src/temporal/ids';
 import { TENANT_ID } from '../../src/temporal/search-attributes';
 import { AesGcmPayloadCodec, createDataConverter } from '../../src/temporal/payload-codec';
-import { createTestDatabase, LogCapture, testConfig, TEST_ADMIN_TOKEN, type TestDatabase } from '../support/stack';
+import { createTestApiKey, createTestDatabase, LogCapture, testConfig, TEST_ADMIN_TOKEN, type TestDatabase } from '../support/stack';
 
 /**
  * The admin API on the real gateway app, a real database and the real Temporal dev server. No
@@ -104,7 +104,7 @@ describe('admin API authentication', () => {
     const missing = await fetch(`${gw.url}${settingsPath()}`);
     expect(missing.status).toBe(401);
     expect(missing.headers.get('www-authenticate')).toContain('Bearer');
-    expect(await missing.json()).toEqual({ error: { code: 'unauthorized', message: 'the admin API needs Authorization: Bearer <ADMIN_API_TOKEN>' } });
+    expect(await missing.json()).toEqual({ error: { code: 'unauthorized', message: 'sign in (POST /auth/login) or send Authorization: Bearer <API key>' } });
 
     const wrongToken = `${TEST_ADMIN_TOKEN}-but-not-quite`;
     const wrong = await fetch(`${gw.url}${settingsPath()}`, { headers: { authorization: `Bearer ${wrongToken}`, 'x-request-id': 'req-denied-1' } });
@@ -134,20 +134,19 @@ describe('admin API authentication', () => {
     expect(wrongMethod.headers.get('allow')).toContain('PUT');
   });
 
-  it('answers 503 admin_api_disabled on every admin route while ADMIN_API_TOKEN is unset', async () => {
-    const disabled = await startGateway(testConfig({ DATABASE_URL: db.url, ADMIN_API_TOKEN: '' }), { client, connection });
+  it('refuses the deprecated static token while ADMIN_API_TOKEN is unset; a platform API key still works', async () => {
+    const withoutToken = await startGateway(testConfig({ DATABASE_URL: db.url, ADMIN_API_TOKEN: '' }), { client, connection });
     try {
-      for (const [method, path] of [['GET', settingsPath()], ['POST', `/admin/conversations/${conversationId}/messages`], ['GET', '/admin/anything']] as const) {
-        const res = await call(method, path, { base: disabled.url, headers: json, body: method === 'POST' ? '{"text":"hi"}' : undefined });
-        expect(res.status).toBe(503);
-        const { error } = (await res.json()) as { error: { code: string; message: string } };
-        expect(error.code).toBe('admin_api_disabled');
-        expect(error.message).toContain('set ADMIN_API_TOKEN');
-      }
+      const refused = await call('GET', settingsPath(), { base: withoutToken.url });
+      expect(refused.status).toBe(401);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
+      const key = await createTestApiKey(db.pool, null, 'operator');
+      const res = await fetch(`${withoutToken.url}${settingsPath()}`, { headers: { authorization: `Bearer ${key}` } });
+      expect(res.status).toBe(200);
       // The rest of the gateway is unaffected.
-      expect((await fetch(`${disabled.url}/healthz`)).status).toBe(200);
+      expect((await fetch(`${withoutToken.url}/healthz`)).status).toBe(200);
     } finally {
-      await disabled.close();
+      await withoutToken.close();
     }
   });
 });

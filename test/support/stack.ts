@@ -5,6 +5,9 @@ import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { Client as PgClient } from 'pg';
+import { createOperator, createTenantUser } from '../../src/auth/accounts';
+import { createApiKey } from '../../src/auth/api-keys';
+import type { Role, TenantRole } from '../../src/auth/permissions';
 import { parseConfig, type Config } from '../../src/config';
 import { ensureAppLoginRole, withCredentials } from '../../src/db/app-role';
 import { migrate } from '../../src/db/migrate';
@@ -187,4 +190,24 @@ export async function eventually<T>(fn: () => Promise<T | undefined | null | fal
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** An API key with `role` for `tenantId` (null: a platform key, role operator); returns the key. */
+export async function createTestApiKey(pool: Pool, tenantId: string | null, role: Role, name = `test-${role}`): Promise<string> {
+  return (await createApiKey(pool, { tenantId, role, name, createdBy: 'cli:test' })).key;
+}
+
+/** A tenant user (or, with `tenantId` null, an operator) with a random email and this password. */
+export async function createTestAccount(pool: Pool, tenantId: string | null, role: TenantRole | 'operator', password = 'a-long-test-password'): Promise<{ id: string; email: string; password: string }> {
+  const email = `${role}-${randomBytes(4).toString('hex')}@example.test`;
+  const created = tenantId === null ? await createOperator(pool, { email, password }) : await createTenantUser(pool, { tenantId, email, role: role as TenantRole, password });
+  return { id: created.id, email, password };
+}
+
+/** Signs in over HTTP: the session cookie (`sb_session=…`) and its CSRF token. */
+export async function signIn(gatewayUrl: string, email: string, password: string): Promise<{ cookie: string; csrfToken: string }> {
+  const res = await fetch(`${gatewayUrl}/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+  if (res.status !== 200) throw new Error(`sign-in failed: ${res.status} ${await res.text()}`);
+  const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0]!;
+  return { cookie, csrfToken: ((await res.json()) as { csrfToken: string }).csrfToken };
 }
