@@ -12,26 +12,40 @@ import { connectChannel } from '../src/db/channels';
 import { createPool, type Pool } from '../src/db/pool';
 import { addProduct } from '../src/db/products';
 import { createTenant, deleteTenant } from '../src/db/tenants';
+import { loadTenantSettings } from '../src/db/tenant-settings';
+import { OUTBOUND_METADATA_PREFIX } from '../src/shared/outbound';
 import { terminateConversations } from './lib/cleanup';
+import { EchoTracker } from './lib/echo';
 import { controlRequest, WebhookPoster, type PostOutcome } from './lib/http';
-import { OUT_NETWORK, OUT_SKIPPED, OUT_TIMEOUT, PhaseLedger, type ReplyAnalysis, type SendCall } from './lib/ledger';
-import { CUSTOMER_TEXTS, messengerDelivery, monotonicClock, numericId } from './lib/meta';
+import { OUT_NETWORK, OUT_SKIPPED, OUT_TIMEOUT, PhaseLedger, type OutboundCover, type ReplyAnalysis, type SendCall } from './lib/ledger';
+import { CUSTOMER_TEXTS, messengerDelivery, messengerDeliveryReceipt, messengerReaction, messengerReadReceipt, monotonicClock, numericId } from './lib/meta';
+import { appliedState, misreadSigns, pickTargets, type AppliedState, type EventTarget } from './lib/non-answerable';
+import { openLoop } from './lib/open-loop';
 import { isLocalUrl, parseBenchOptions, USAGE, UsageError, type BenchOptions } from './lib/options';
 import { fmtMs, fmtSummary, summarize, type LatencySummary } from './lib/stats';
 
 /**
  * `npm run bench`: webhook → Temporal → worker → Send API load test against a running `npm start`
- * stack (issue #2). Three phases:
+ * stack (issues #2 and #5). Four phases:
  *
  *   1. baseline    bare Temporal signalWithStart, closed loop: what the Temporal server alone takes;
  *   2. saturation  signed webhooks through the gateway, closed loop: what the gateway accepts;
  *                  then it waits for all their replies (end-to-end throughput; phase 3 starts idle);
- *   3. sustained   signed webhooks at a fixed rate, open loop; every reply is matched at the
- *                  Graph API sandbox to its message: ack latency, inbound → Send API latency,
- *                  missing, late, lost and duplicate replies.
+ *   3. sustained   signed webhooks at a fixed rate, open loop; every Send API call recorded by the
+ *                  Graph API sandbox is matched to the messages it answers (metadata sb:out:<row> →
+ *                  the row's covers: a debounced burst gets one reply covering all its messages):
+ *                  ack latency, inbound → Send API latency per answered message, missing, late,
+ *                  lost and duplicate replies;
+ *   4. events      for the conversations answered in phase 3 (bounded sample): a reaction to the
+ *                  customer's message, a delivery and a read receipt for our reply — stored and
+ *                  applied, never answered (goal: 0 Send API calls).
+ *
+ * Throughout, the sandbox echoes every accepted send back to the gateway as Meta does (--echo):
+ * an echo must never be answered nor taken for a human agent's reply.
  *
  * Every loop is bounded by a count or a deadline. Only localhost is contacted.
- * Exit codes: 0 done, 1 failed to run, 2 bad flags or settings, 3 ran but replies were lost or duplicated.
+ * Exit codes: 0 done, 1 failed to run, 2 bad flags or settings, 3 ran but replies were lost or
+ * duplicated, or something that is not a customer message (echo, reaction, receipt) was answered.
  */
 
 const ROOT = path.resolve(__dirname, '..');
@@ -149,7 +163,8 @@ interface ReplySource {
 
 async function sandboxSendCalls(sandbox: string, sinceMs: number): Promise<SendCall[]> {
   const url = `${sandbox}/_sandbox/requests?since=${Math.floor(sinceMs)}`;
-  const records = (await controlRequest<Array<{ method: string; path: string; body: unknown; receivedAt: number; status: number }>>(url, 'GET')) ?? [];
+  const records =
+    (await controlRequest<Array<{ method: string; path: string; body: unknown; receivedAt: number; status: number; messageId?: string }>>(url, 'GET')) ?? [];
   const calls: SendCall[] = [];
   for (const r of records) {
     if (r.method !== 'POST' || !r.path.endsWith('/messages')) continue;
@@ -161,41 +176,59 @@ async function sandboxSendCalls(sandbox: string, sinceMs: number): Promise<SendC
       recipient,
       receivedAt: r.receivedAt,
       status: r.status,
-      outboundId: typeof meta === 'string' && meta.startsWith('sb:out:') ? meta.slice('sb:out:'.length) : null,
+      outboundId: typeof meta === 'string' && meta.startsWith(OUTBOUND_METADATA_PREFIX) ? meta.slice(OUTBOUND_METADATA_PREFIX.length) : null,
+      messageId: r.messageId ?? null,
     });
   }
   return calls;
 }
 
-/** Outbound message id → index of the inbound message it answers (sb:out:<id> → in_reply_to → mid). */
-async function replyTargets(src: ReplySource, ledger: PhaseLedger): Promise<Map<string, number>> {
-  const { rows } = await src.pool.query<{ id: string; mid: string }>(
-    `SELECT o.id, i.mid FROM messages o JOIN messages i ON i.id = o.in_reply_to
-     WHERE o.channel_id = $1 AND o.direction = 'outbound' AND i.channel_id = $1 AND i.mid LIKE $2`,
-    [src.channelId, `${ledger.midPrefix}%`],
+/**
+ * The channel's outbound rows, each reduced to the messages of this phase it answers:
+ * covers ∪ {in_reply_to} → inbound mids → ledger indexes. Rows covering none of them are kept
+ * (empty covers) so a Send API call for one is reported as unattributed, not missed.
+ */
+async function outboundCovers(src: ReplySource, ledger: PhaseLedger): Promise<OutboundCover[]> {
+  const { rows } = await src.pool.query<{ id: string; status: string; author: string; reply_to_mid: string | null; covered_mids: string[] | null }>(
+    `SELECT o.id, o.status, o.author, r.mid AS reply_to_mid,
+            ARRAY(SELECT i.mid FROM messages i WHERE i.id = ANY (array_append(COALESCE(o.covers, '{}'::uuid[]), o.in_reply_to))) AS covered_mids
+     FROM messages o LEFT JOIN messages r ON r.id = o.in_reply_to
+     WHERE o.channel_id = $1 AND o.direction = 'outbound'`,
+    [src.channelId],
   );
-  return new Map(rows.map((r) => [r.id, Number(r.mid.slice(ledger.midPrefix.length))]));
+  return rows.map((r) => {
+    const covers = [...new Set((r.covered_mids ?? []).map((m) => ledger.indexOfMid(m)).filter((i): i is number => i !== undefined))].sort((x, y) => x - y);
+    const inReplyTo = r.reply_to_mid === null ? undefined : ledger.indexOfMid(r.reply_to_mid);
+    return { id: r.id, status: r.status, author: r.author, covers, inReplyTo: inReplyTo ?? null };
+  });
 }
 
 async function analyzeReplies(src: ReplySource, ledger: PhaseLedger, sinceMs: number): Promise<ReplyAnalysis> {
   const calls = (await sandboxSendCalls(src.sandbox, sinceMs)).filter((c) => ledger.isOurs(c));
-  return ledger.analyze(calls, await replyTargets(src, ledger));
+  return ledger.analyze(calls, await outboundCovers(src, ledger));
 }
 
 /** The phase's conversations as the database sees them: every message that reached a workflow, accepted or not. */
 interface PhaseRows {
   inbound: number;
-  /** Inbound rows with a reply row that is sent or failed. */
+  /** Inbound rows covered by a reply row that is past pending (sent, delivered, read, failed, outside_window). */
   settled: number;
   pending: number;
 }
 
 async function phaseRows(src: ReplySource, ledger: PhaseLedger): Promise<PhaseRows> {
+  // A debounced reply answers several messages: a message is covered through `covers`, not only `in_reply_to`.
   const { rows } = await src.pool.query<PhaseRows>(
     `SELECT count(*)::int AS inbound,
-            count(o.id) FILTER (WHERE o.status <> 'pending')::int AS settled,
-            count(o.id) FILTER (WHERE o.status = 'pending')::int AS pending
-     FROM messages i LEFT JOIN messages o ON o.in_reply_to = i.id
+            count(a.status) FILTER (WHERE a.status <> 'pending')::int AS settled,
+            count(a.status) FILTER (WHERE a.status = 'pending')::int AS pending
+     FROM messages i
+     LEFT JOIN LATERAL (
+       SELECT o.status FROM messages o
+       WHERE o.conversation_id = i.conversation_id AND o.direction = 'outbound'
+         AND (o.in_reply_to = i.id OR i.id = ANY (o.covers))
+       ORDER BY o.status = 'pending' LIMIT 1
+     ) a ON true
      WHERE i.channel_id = $1 AND i.direction = 'inbound' AND i.mid LIKE $2`,
     [src.channelId, `${ledger.midPrefix}%`],
   );
@@ -255,9 +288,13 @@ interface BenchTenant {
   tenantId: string;
   channelId: string;
   pageId: string;
+  /** What the conversations of this tenant run with (tenant defaults unless the bench changed them). */
+  sendRatePerSec: number;
+  engine: string;
+  debounceMs: number;
 }
 
-async function setupTenant(pool: Pool, settings: Settings, runId: string): Promise<BenchTenant> {
+async function setupTenant(pool: Pool, settings: Settings, runId: string, sendRate: number): Promise<BenchTenant> {
   const tenantId = (await createTenant(pool, `bench ${runId} ${new Date().toISOString()}`)).id;
   const pageId = numericId(9, 14);
   const vault = new SecretVault(pool, StaticKeyProvider.fromSpec(settings.MASTER_KEYS));
@@ -265,7 +302,11 @@ async function setupTenant(pool: Pool, settings: Settings, runId: string): Promi
   await addProduct(pool, tenantId, { name: 'Rain jacket', description: 'Waterproof jacket with hood', price: 89.9, currency: 'EUR', stock: 4 });
   await addProduct(pool, tenantId, { name: 'Trail shoes', description: 'Running shoes for rough ground', price: 129, currency: 'EUR', stock: 12 });
   await addProduct(pool, tenantId, { name: 'Wool beanie', description: 'Merino hat', price: 24.5, currency: 'EUR', stock: 0 });
-  return { tenantId, channelId, pageId };
+  // One channel carries the whole benchmark, so its send budget is the ceiling of every phase.
+  if (sendRate > 0) await pool.query('UPDATE channels SET send_rate_per_sec = $2 WHERE id = $1', [channelId, sendRate]);
+  const { rows } = await pool.query<{ rate: string }>('SELECT send_rate_per_sec::text AS rate FROM channels WHERE id = $1', [channelId]);
+  const agent = (await loadTenantSettings(pool, tenantId)).agent;
+  return { tenantId, channelId, pageId, sendRatePerSec: Number(rows[0]!.rate), engine: agent.engine, debounceMs: agent.debounceMs };
 }
 
 /** One customer per conversation, numeric like a PSID: `<phase digit><6 run digits><8-digit index>`. */
@@ -283,6 +324,8 @@ interface Ctx {
   nextTimestamp: () => number;
   /** 1-minute load average at the end of each load window: shows what else competed for the CPUs. */
   load: Record<string, number>;
+  /** Echo webhooks the sandbox delivered for the bench page (null with --echo off). */
+  echoes: EchoTracker | null;
 }
 
 function markLoad(ctx: Ctx, name: string): void {
@@ -420,64 +463,44 @@ interface SustainedResult {
     waitedMs: number;
     /** Send API calls / accepted webhooks (goal 1.0; above it when non-200 hand-offs reached Temporal anyway). */
     sendCallsPerInbound: number | null;
-    /** Successful Send API calls / distinct messages answered: above 1.0 only with duplicates. */
+    /** Successful Send API calls / distinct messages answered: 1.0 without bursts, below it when a reply covers several, above it only with duplicates. */
     sendCallsPerRepliedMessage: number | null;
+    /** Successful Send API calls / distinct outbound rows sent: above 1.0 only with duplicates (goal exactly 1.0). */
+    sendCallsPerReply: number | null;
     lateReplies: number;
     /** Database rows of the phase's messages when the wait ended. */
     rows: PhaseRows;
   };
 }
 
-async function runSustained(ctx: Ctx, customers: string[]): Promise<SustainedResult> {
+async function runSustained(ctx: Ctx, customers: string[]): Promise<{ result: SustainedResult; ledger: PhaseLedger }> {
   const { opts } = ctx;
   const total = opts.rate * opts.duration;
-  const ledger = new PhaseLedger(total, customers, `m_bench_${ctx.runId}_r_`);
+  const ledger = new PhaseLedger(total, customers, `m_bench_${ctx.runId}_r_`, opts.burst);
   const stats = newPostStats();
-  const intervalMs = 1000 / opts.rate;
-  let next = 0;
-  let inFlight = 0;
-  let lastSettled = 0;
-  let allSettled: () => void = () => undefined;
-  const settled = new Promise<void>((r) => (allSettled = r));
-
-  const t0 = performance.now();
-  const epoch0 = performance.timeOrigin + t0;
-  const send = (i: number) => {
-    const intended = t0 + i * intervalMs;
-    ledger.sendEpoch[i] = epoch0 + i * intervalMs;
-    if (inFlight >= opts['max-in-flight']) {
-      ledger.outcome[i] = OUT_SKIPPED;
-      stats.skipped++;
-      stats.errors++;
-      return;
-    }
-    inFlight++;
-    void post(ctx, ledger, i).then((o) => {
-      const now = performance.now();
+  const run = await openLoop(
+    total,
+    opts.rate,
+    opts['max-in-flight'],
+    async (i, dueEpoch) => {
+      ledger.sendEpoch[i] = dueEpoch;
+      const o = await post(ctx, ledger, i);
       const code = countOutcome(stats, o);
       ledger.outcome[i] = code;
       // From the scheduled send time: a late scheduler shows up as latency instead of hiding it.
-      if (code === 200) ledger.ackMs[i] = now - intended;
-      lastSettled = now;
-      if (--inFlight === 0 && next >= total) allSettled();
-    });
-  };
-  // Fixed schedule: message i is due at t0 + i/rate, whatever happened to the earlier ones.
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const due = Math.min(total, Math.floor((performance.now() - t0) / intervalMs) + 1);
-      while (next < due) send(next++);
-      if (next >= total) {
-        clearInterval(timer);
-        resolve();
-      }
-    };
-    const timer = setInterval(tick, 2);
-    tick();
-  });
-  const sendWindowMs = performance.now() - t0;
+      if (code === 200) ledger.ackMs[i] = nowEpoch() - dueEpoch;
+    },
+    (i, dueEpoch) => {
+      ledger.sendEpoch[i] = dueEpoch;
+      ledger.outcome[i] = OUT_SKIPPED;
+      stats.skipped++;
+      stats.errors++;
+    },
+  );
+  const { t0, epoch0, sendWindowMs } = run;
   markLoad(ctx, 'sustained');
-  if (inFlight > 0) await settled; // bounded by --request-timeout
+  await run.settled; // bounded by --request-timeout
+  const lastSettled = run.lastSettled();
   const acceptedPerSec = perSec(stats.accepted, Math.max(sendWindowMs, lastSettled - t0));
   say(`  ${total} sent over ${(sendWindowMs / 1000).toFixed(1)} s, ${stats.accepted} accepted; waiting for replies (≤ ${opts['reply-wait']} s)…`);
 
@@ -488,7 +511,7 @@ async function runSustained(ctx: Ctx, customers: string[]): Promise<SustainedRes
   const final = await settleReplies(ctx.replies, ledger, epoch0 - 1, opts['late-wait'] * 1000, 'phase 3 (late)');
   final.waitedMs += first.waitedMs;
   const a = final.analysis;
-  return {
+  const result: SustainedResult = {
     offeredRate: opts.rate,
     durationS: opts.duration,
     scheduled: total,
@@ -504,9 +527,124 @@ async function runSustained(ctx: Ctx, customers: string[]): Promise<SustainedRes
       waitedMs: Math.round(final.waitedMs),
       rows: final.rows,
       sendCallsPerInbound: stats.accepted > 0 ? Math.round((a.sendCalls / stats.accepted) * 1000) / 1000 : null,
-      sendCallsPerRepliedMessage: a.repliedMessages > 0 ? Math.round(((a.sendCalls - a.sendCallsNon200) / a.repliedMessages) * 1000) / 1000 : null,
+      sendCallsPerRepliedMessage: a.repliedMessages > 0 ? Math.round((a.sendCallsOk / a.repliedMessages) * 1000) / 1000 : null,
+      sendCallsPerReply: a.repliesSent > 0 ? Math.round((a.sendCallsOk / a.repliesSent) * 1000) / 1000 : null,
       lateReplies: missingAfterWait - a.missing,
     },
+  };
+  return { result, ledger };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 4: events that are stored and never answered
+
+const EVENT_KINDS = ['reaction', 'delivery', 'read'] as const;
+type EventKind = (typeof EVENT_KINDS)[number];
+/** After the events are applied: time for a (wrong) answer to one of them to pass the quiet window and reach the Send API. */
+const EVENTS_SETTLE_MS = 5000;
+
+interface EventsResult {
+  conversations: number;
+  scheduled: number;
+  requests: PostStats;
+  acceptedByKind: Record<EventKind, number>;
+  ackMs: LatencySummary | null;
+  /** What the database shows for the sampled conversations when the wait ended. */
+  applied: AppliedState;
+  complete: boolean;
+  waitedMs: number;
+  /** Send API calls received while phase 4 ran (goal 0): any recipient, and to phase 3's customers. */
+  sendCalls: number;
+  sendCallsToBenchCustomers: number;
+  /** Outbound rows created on the bench channel since phase 4 began (goal 0). */
+  outboundRowsCreated: number;
+}
+
+function postEvent(ctx: Ctx, kind: EventKind, t: EventTarget): Promise<PostOutcome> {
+  const { META_APP_SECRET: secret } = ctx.settings;
+  const { pageId } = ctx.tenant;
+  const ts = ctx.nextTimestamp();
+  // Watermarks are "now": every reply of the conversation was sent before phase 4 began.
+  const d =
+    kind === 'reaction'
+      ? messengerReaction(secret, pageId, t.customer, t.reactToMid, ts)
+      : kind === 'delivery'
+        ? messengerDeliveryReceipt(secret, pageId, t.customer, t.replyMessageId ? [t.replyMessageId] : [], ts, ts)
+        : messengerReadReceipt(secret, pageId, t.customer, ts, ts);
+  return ctx.poster.post(d.body, { 'x-hub-signature-256': d.signature });
+}
+
+function eventsApplied(st: AppliedState, accepted: Record<EventKind, number>): boolean {
+  const stillUnread = (st.outbound['sent'] ?? 0) + (st.outbound['delivered'] ?? 0);
+  return (
+    EVENT_KINDS.every((k) => (st.events[k] ?? 0) >= accepted[k]) &&
+    st.reactionsApplied >= accepted.reaction &&
+    // Every reply was sent before the read watermark: once the reads are in, none may stay unread.
+    (accepted.read < accepted.reaction || stillUnread === 0)
+  );
+}
+
+async function runNonAnswerable(ctx: Ctx, targets: EventTarget[], benchCustomers: Set<string>): Promise<EventsResult> {
+  const { opts } = ctx;
+  const total = targets.length * EVENT_KINDS.length;
+  const stats = newPostStats();
+  const acceptedByKind: Record<EventKind, number> = { reaction: 0, delivery: 0, read: 0 };
+  const ack: number[] = [];
+  const startedEpoch = Date.now();
+  // Per conversation: the reaction, then the delivery receipt, then the read receipt, 1/rate apart.
+  const run = await openLoop(
+    total,
+    opts['events-rate'],
+    opts['max-in-flight'],
+    async (j, dueEpoch) => {
+      const kind = EVENT_KINDS[j % EVENT_KINDS.length]!;
+      const code = countOutcome(stats, await postEvent(ctx, kind, targets[Math.floor(j / EVENT_KINDS.length)]!));
+      if (code === 200) {
+        acceptedByKind[kind]++;
+        ack.push(nowEpoch() - dueEpoch);
+      }
+    },
+    () => {
+      stats.skipped++;
+      stats.errors++;
+    },
+  );
+  markLoad(ctx, 'events');
+  await run.settled;
+  say(`  ${total} events sent over ${(run.sendWindowMs / 1000).toFixed(1)} s, ${stats.accepted} accepted; waiting for the database to show them applied (≤ ${opts['events-wait']} s)…`);
+
+  const started = performance.now();
+  let applied = await appliedState(ctx.replies.pool, ctx.tenant.channelId, targets);
+  let lastPrint = 0;
+  for (;;) {
+    if (eventsApplied(applied, acceptedByKind)) break;
+    const waited = performance.now() - started;
+    if (waited >= opts['events-wait'] * 1000) break;
+    if (waited - lastPrint >= 30_000) {
+      say(`    … phase 4: events ${JSON.stringify(applied.events)} · reactions ${applied.reactionsApplied} · replies ${JSON.stringify(applied.outbound)} after ${Math.round(waited / 1000)} s`);
+      lastPrint = waited;
+    }
+    await sleep(Math.min(POLL_MS, Math.max(100, opts['events-wait'] * 1000 - waited)));
+    applied = await appliedState(ctx.replies.pool, ctx.tenant.channelId, targets);
+  }
+  const waitedMs = performance.now() - started;
+  const complete = eventsApplied(applied, acceptedByKind);
+  await sleep(EVENTS_SETTLE_MS);
+  applied = await appliedState(ctx.replies.pool, ctx.tenant.channelId, targets);
+  const calls = await sandboxSendCalls(ctx.replies.sandbox, startedEpoch);
+  const signs = await misreadSigns(ctx.replies.pool, ctx.tenant.channelId, `m_bench_${ctx.runId}_`, new Date(startedEpoch));
+  return {
+    conversations: targets.length,
+    scheduled: total,
+    requests: stats,
+    acceptedByKind,
+    ackMs: summarize(ack),
+    applied,
+    complete,
+    waitedMs: Math.round(waitedMs),
+    sendCalls: calls.length,
+    sendCallsToBenchCustomers: calls.filter((c) => benchCustomers.has(c.recipient)).length,
+    outboundRowsCreated: signs.outboundSince,
   };
 }
 
@@ -561,13 +699,173 @@ function machine() {
 
 function replyLine(a: ReplyAnalysis): string {
   return (
-    `duplicates ${a.duplicateCalls} · replied twice ${a.repliedTwice} · replies to non-200 webhooks ${a.repliesToUnacknowledged} · ` +
-    `out of order ${a.outOfOrder} · unattributed ${a.unattributed} · k-th pairing ${a.pairingChecked - a.pairingMismatches}/${a.pairingChecked} confirmed by the database`
+    `duplicate calls ${a.duplicateCalls} · messages covered by two replies ${a.coveredTwice} · replies to non-200 webhooks ${a.repliesToUnacknowledged} · ` +
+    `out of order ${a.outOfOrder} · Send calls pairing with no customer message ${a.unattributed}${a.inReplyToNotNewest ? ` · in_reply_to not the newest covered: ${a.inReplyToNotNewest}` : ''}`
   );
+}
+
+function burstLine(a: ReplyAnalysis): string {
+  return `${a.repliesSent} replies sent for ${a.repliedMessages} answered messages; ${a.burstReplies} replies covered a burst (${a.messagesInBurstReplies} messages)`;
 }
 
 function rowsLine(r: PhaseRows, accepted: number): string {
   return `${r.inbound} inbound rows (${r.inbound - accepted} beyond the accepted webhooks), ${r.settled} answered, ${r.pending} replies pending, ${r.inbound - r.settled - r.pending} without a reply row`;
+}
+
+type Facts = ReturnType<typeof machine>;
+
+/** The JSON output keeps the numbers, not the per-reply list phase 4 sampled from. */
+function withoutAnswered<T extends { answered: unknown }>(a: T): Omit<T, 'answered'> {
+  const { answered: _answered, ...rest } = a;
+  return rest;
+}
+
+async function runPhases(ctx: Ctx, pool: Pool, temporal: Client, facts: Facts, command: string, saturationCustomers: string[], sustainedCustomers: string[]): Promise<number> {
+  const { opts, settings, tenant, runId } = ctx;
+  say('\nPhase 1 — baseline: bare Temporal signalWithStart (closed loop)');
+  let baseline: BaselineResult | null = null;
+  if (opts['baseline-ops'] > 0) {
+    const done = Date.now();
+    baseline = await runBaseline(ctx, temporal);
+    say(`  ${baseline.ok}/${baseline.ops} ok → ${baseline.opsPerSec} ops/s · ${fmtSummary(baseline.latencyMs)}${baseline.firstError ? ` · first error: ${baseline.firstError}` : ''}`);
+    // Their execution timeouts fire a minute after each start; let them pass before measuring the gateway.
+    const until = done + baseline.elapsedMs + BASELINE_RUN_TIMEOUT_MS + 5000;
+    say(`  waiting ${Math.round((until - Date.now()) / 1000)} s for the baseline runs to time out on the server…`);
+    await sleep(Math.max(0, until - Date.now()));
+  } else say('  skipped');
+
+  say('\nPhase 2 — gateway saturation (closed loop)');
+  await controlRequest(`${settings.GRAPH_API_BASE}/_sandbox/requests`, 'DELETE');
+  const saturation = opts['saturation-ops'] > 0 ? await runSaturation(ctx, saturationCustomers, baseline?.opsPerSec ?? null) : null;
+  if (saturation) {
+    const r = saturation.replies;
+    say(`  ${saturation.acceptedPerSec} accepted events/s${saturation.ratioToBaseline !== null ? ` = ${saturation.ratioToBaseline} × baseline` : ''} · ${fmtRequests(saturation.requests)}`);
+    say(`  ack              ${fmtSummary(saturation.ackMs)}`);
+    say(`  replies          ${saturation.requests.accepted - r.missing}/${saturation.requests.accepted}${r.complete ? '' : ` (${r.missing} MISSING after ${opts['drain-wait']} s)`}, last ${fmtMs(r.lastReplyAfterStartMs ?? undefined)} after the phase began → ${r.repliesPerSec} replies/s end to end`);
+    say(`  inbound → Send   ${fmtSummary(r.inboundToSendMs)}`);
+    say(`  ${burstLine(r)}`);
+    say(`  ${replyLine(r)}`);
+    say(`  database         ${rowsLine(r.rows, saturation.requests.accepted)}`);
+  } else say('  skipped');
+
+  say(`\nPhase 3 — sustained: ${opts.rate} events/s for ${opts.duration} s (open loop)${opts.burst > 1 ? `, ${opts.burst} consecutive messages per conversation` : ''}`);
+  await controlRequest(`${settings.GRAPH_API_BASE}/_sandbox/requests`, 'DELETE');
+  const { result: sustained, ledger: sustainedLedger } = await runSustained(ctx, sustainedCustomers);
+  await ctx.echoes?.poll();
+  const echoesPhase3 = ctx.echoes?.counts() ?? null;
+  const f = sustained.final;
+  say(`  ${sustained.acceptedPerSec} accepted events/s · ${fmtRequests(sustained.requests)}`);
+  say(`  ack              ${fmtSummary(sustained.ackMs)}`);
+  say(`  inbound → Send   ${fmtSummary(f.inboundToSendMs)}   (per answered message, from its webhook's scheduled send)`);
+  if (f.burstReplies > 0 && f.inboundToSendSingleMs) say(`    … answered alone ${fmtSummary(f.inboundToSendSingleMs)}`);
+  say(`                   p50 of the first quarter of messages ${fmtMs(f.firstQuarterP50 ?? undefined)} → last quarter ${fmtMs(f.lastQuarterP50 ?? undefined)}`);
+  say(`  replies          missing after ${sustained.replyWaitS} s: ${sustained.missingAfterWait} · arrived later: ${f.lateReplies} · lost (no reply after ${Math.round(f.waitedMs / 1000)} s): ${f.missing}`);
+  say(`                   ${burstLine(f)}`);
+  say(
+    `  Send API calls   ${f.sendCalls} for ${sustained.requests.accepted} accepted → ${f.sendCallsPerInbound ?? '–'} per accepted inbound · ` +
+      `${f.sendCallsPerReply ?? '–'} per reply sent (goal 1.0) · ${f.sendCallsPerRepliedMessage ?? '–'} per answered message (1.0 without bursts)` +
+      `${f.sendCallsNon200 ? ` · ${f.sendCallsNon200} answered non-200` : ''}`,
+  );
+  say(`  ${replyLine(f)}`);
+  say(`  database         ${rowsLine(f.rows, sustained.requests.accepted)}`);
+  if (echoesPhase3) {
+    const failed = Object.entries(echoesPhase3.failed).map(([k, n]) => `${n}× ${k}`);
+    say(
+      `  echoes           ${echoesPhase3.delivered} echo webhooks delivered to the gateway for ${f.repliesSent} replies sent${failed.length ? ` · failed: ${failed.join(', ')}` : ''}` +
+        `${echoesPhase3.gaps ? ` · ${echoesPhase3.gaps} polls found the sandbox's echo log overflowed (counts are a lower bound)` : ''} · Send API calls they caused: ${f.unattributed} (goal 0)`,
+    );
+  }
+  if (f.missingExamples.length) say(`    lost e.g. ${f.missingExamples.join('; ')}`);
+  if (f.duplicateExamples.length) say(`    duplicates e.g. ${f.duplicateExamples.join('; ')}`);
+  if (f.coveredTwiceExamples.length) say(`    covered twice e.g. ${f.coveredTwiceExamples.join('; ')}`);
+  if (f.unattributedExamples.length) say(`    unattributed e.g. ${f.unattributedExamples.join('; ')}`);
+
+  say('\nPhase 4 — non-answerable events: a reaction, a delivery receipt and a read receipt per answered conversation (open loop)');
+  const targets = pickTargets(f.answered, opts['events-sample'], (i) => sustainedLedger.mid(i));
+  const events = targets.length > 0 ? await runNonAnswerable(ctx, targets, new Set(sustainedCustomers)) : null;
+  if (events) {
+    const out = events.applied.outbound;
+    say(`  ${events.conversations} conversations · ${events.scheduled} events at ${opts['events-rate']}/s · accepted ${EVENT_KINDS.map((k) => `${events.acceptedByKind[k]} ${k}`).join(', ')} · ${fmtRequests(events.requests)}`);
+    say(`  ack              ${fmtSummary(events.ackMs)}`);
+    say(
+      `  applied          ${events.complete ? 'all' : 'NOT ALL'} after ${(events.waitedMs / 1000).toFixed(1)} s: conversation_events ${EVENT_KINDS.map((k) => `${events.applied.events[k] ?? 0} ${k}`).join(', ')} · ` +
+        `reactions on ${events.applied.reactionsApplied} customer messages · their replies ${Object.entries(out).map(([st, n]) => `${n} ${st}`).join(', ') || 'none'}`,
+    );
+    say(`  Send API calls   ${events.sendCalls} during phase 4 (${events.sendCallsToBenchCustomers} to the bench's customers; goal 0) · outbound rows created ${events.outboundRowsCreated} (goal 0)`);
+  } else say(opts['events-sample'] > 0 ? '  skipped: no conversation was answered in phase 3' : '  skipped');
+
+  const signs = await misreadSigns(pool, tenant.channelId, `m_bench_${runId}_`, new Date());
+  const handoffs = Object.entries(signs.handoffs).map(([k, n]) => `${n} ${k}`);
+  say(`\nEchoes and events misread: human-agent rows ${signs.humanAgentRows} · conversations handed to a human ${handoffs.length ? handoffs.join(', ') : 0} · inbound rows the bench did not send ${signs.foreignInbound} (goal 0 each)`);
+  const echoTotal = ctx.echoes?.counts() ?? null;
+  if (echoTotal) say(`Echoes over the whole run: ${echoTotal.delivered} delivered, ${Object.values(echoTotal.failed).reduce((x, y) => x + y, 0)} failed (of ${echoTotal.attempted} the sandbox attempted for the bench page)`);
+
+  say(`\n1-minute load average at the end of each load window: ${Object.entries(ctx.load).map(([k, v]) => `${k} ${v}`).join(' · ')} (${facts.cpus} CPUs)`);
+  const database = await databaseCounts(pool, tenant.channelId, { saturation: new Set(saturationCustomers), sustained: new Set(sustainedCustomers) });
+  say('\nDatabase rows for the bench channel');
+  for (const [phase, c] of Object.entries(database)) {
+    say(`  ${phase.padEnd(10)} inbound ${c.inbound} · outbound ${Object.entries(c.outbound).map(([st, n]) => `${n} ${st}`).join(', ') || 'none'}`);
+  }
+
+  const problems: string[] = [];
+  const check = (phase: string, a: ReplyAnalysis & { rows: PhaseRows }, accepted: number, waitedS: number) => {
+    const unanswered = a.rows.inbound - a.rows.settled;
+    if (unanswered > 0) problems.push(`${phase}: ${unanswered} messages that reached their conversation were not answered after ${waitedS} s (${a.rows.pending} replies pending)`);
+    if (a.missing > 0) problems.push(`${phase}: ${a.missing} of ${accepted} accepted messages have no reply after ${waitedS} s`);
+    if (a.duplicateCalls > 0) problems.push(`${phase}: ${a.duplicateCalls} duplicate Send API calls (same outbound message sent again)`);
+    if (a.coveredTwice > 0) problems.push(`${phase}: ${a.coveredTwice} messages covered by two different outbound messages`);
+    if (a.outOfOrder > 0) problems.push(`${phase}: ${a.outOfOrder} replies sent before the reply to an earlier message of the same conversation`);
+    if (a.unattributed > 0) problems.push(`${phase}: ${a.unattributed} Send API calls pair with no customer message (an echo, reaction or receipt answered?)`);
+  };
+  if (saturation) check('phase 2', saturation.replies, saturation.requests.accepted, Math.round(saturation.replies.waitedMs / 1000));
+  check('phase 3', f, sustained.requests.accepted, Math.round(f.waitedMs / 1000));
+  if (events) {
+    if (events.sendCalls > 0) problems.push(`phase 4: ${events.sendCalls} Send API calls while only reactions and receipts arrived`);
+    if (events.outboundRowsCreated > 0) problems.push(`phase 4: ${events.outboundRowsCreated} outbound rows created while only reactions and receipts arrived`);
+    if (!events.complete) problems.push(`phase 4: the events were not all applied after ${opts['events-wait']} s`);
+  }
+  if (signs.humanAgentRows > 0) problems.push(`${signs.humanAgentRows} outbound rows recorded as a human agent's (an echo of our own send taken for an inbox reply?)`);
+  if ((signs.handoffs['inbox_reply'] ?? 0) > 0) problems.push(`${signs.handoffs['inbox_reply']} conversations handed to a human because of an "inbox reply" (echoes of our own sends?)`);
+  if (signs.foreignInbound > 0) problems.push(`${signs.foreignInbound} inbound rows the bench did not send (an echo or event stored as a customer message)`);
+  say(
+    problems.length
+      ? `\nCORRECTNESS PROBLEMS\n${problems.map((p) => `  - ${p}`).join('\n')}`
+      : '\nCorrectness: every accepted message was answered by exactly one Send API call, in order; no echo, reaction or receipt was answered.',
+  );
+
+  if (!opts.keep) {
+    const c = await terminateConversations(pool, temporal, tenant.tenantId, tenant.channelId, opts.concurrency);
+    const clean = c.failed === 0 && c.stillRunning === 0;
+    // Deleting the tenant under a still-running conversation would leave its activities retrying against nothing.
+    const d = clean ? await deleteTenant(pool, tenant.tenantId) : { deleted: false };
+    say(
+      `\nCleanup: terminated ${c.terminated} of ${c.candidates} bench conversation workflows (${c.alreadyClosed} already closed` +
+        `${c.failed ? `, ${c.failed} FAILED` : ''}${c.stillRunning ? `, ${c.stillRunning} STILL RUNNING` : ''}); ` +
+        `bench tenant ${d.deleted ? 'deleted' : `kept (${tenant.tenantId})`} (--keep keeps both)`,
+    );
+  }
+
+  if (opts.out) {
+    const json = {
+      command,
+      runId,
+      machine: facts,
+      options: opts,
+      tenant,
+      loadAverage: ctx.load,
+      baseline,
+      saturation: saturation && { ...saturation, replies: withoutAnswered(saturation.replies) },
+      sustained: { ...sustained, final: withoutAnswered(sustained.final) },
+      echoes: { phase3: echoesPhase3, total: echoTotal },
+      events,
+      misread: signs,
+      database,
+      problems,
+    };
+    writeFileSync(opts.out, `${JSON.stringify(json, null, 2)}\n`);
+    say(`\nwrote ${opts.out}`);
+  }
+  return problems.length ? 3 : 0;
 }
 
 async function main(): Promise<number> {
@@ -602,97 +900,46 @@ async function main(): Promise<number> {
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
   say(`Switchboard webhook → reply benchmark (run ${runId})`);
   say(`  ${facts.date} · ${facts.cpus} × ${facts.model} · ${facts.totalMemoryGiB} GiB · Node ${facts.node} · load ${facts.loadAverageAtStart.join(' ')}`);
-  say(`  ${command}   (code ${facts.code})`);
+  say(`  ${command}   (work tree now: ${facts.code}; the stack runs the code it was started with)`);
 
   const pool = createPool(settings.DATABASE_URL, 2);
   const connection = await Connection.connect({ address: settings.TEMPORAL_ADDRESS });
   const temporal = new Client({ connection, namespace: settings.TEMPORAL_NAMESPACE });
   const poster = new WebhookPoster(opts.gateway, '/webhooks/meta', Math.max(opts.concurrency, 256), opts['request-timeout']);
   try {
-    const tenant = await setupTenant(pool, settings, runId);
-    const ctx: Ctx = { opts, settings, tenant, poster, runId, nextTimestamp: monotonicClock(), load: {}, replies: { sandbox: settings.GRAPH_API_BASE, pool, channelId: tenant.channelId } };
+    const tenant = await setupTenant(pool, settings, runId, opts['send-rate']);
+    const echoControl = new EchoTracker(settings.GRAPH_API_BASE, tenant.pageId, Date.now());
+    const echoes = opts.echo === 'on' ? echoControl : null;
+    const ctx: Ctx = {
+      opts,
+      settings,
+      tenant,
+      poster,
+      runId,
+      nextTimestamp: monotonicClock(),
+      load: {},
+      echoes,
+      replies: { sandbox: settings.GRAPH_API_BASE, pool, channelId: tenant.channelId },
+    };
     const runDigits = numericId(1, 5);
     const saturationCustomers = customerIds(2, runDigits, opts.conversations);
     const sustainedCustomers = customerIds(3, runDigits, opts.conversations);
     say(`  tenant ${tenant.tenantId} · Messenger page ${tenant.pageId} · ${opts.conversations} conversations per phase`);
-
-    say('\nPhase 1 — baseline: bare Temporal signalWithStart (closed loop)');
-    let baseline: BaselineResult | null = null;
-    if (opts['baseline-ops'] > 0) {
-      const done = Date.now();
-      baseline = await runBaseline(ctx, temporal);
-      say(`  ${baseline.ok}/${baseline.ops} ok → ${baseline.opsPerSec} ops/s · ${fmtSummary(baseline.latencyMs)}${baseline.firstError ? ` · first error: ${baseline.firstError}` : ''}`);
-      // Their execution timeouts fire a minute after each start; let them pass before measuring the gateway.
-      const until = done + baseline.elapsedMs + BASELINE_RUN_TIMEOUT_MS + 5000;
-      say(`  waiting ${Math.round((until - Date.now()) / 1000)} s for the baseline runs to time out on the server…`);
-      await sleep(Math.max(0, until - Date.now()));
-    } else say('  skipped');
-
-    say('\nPhase 2 — gateway saturation (closed loop)');
-    await controlRequest(`${settings.GRAPH_API_BASE}/_sandbox/requests`, 'DELETE');
-    const saturation = opts['saturation-ops'] > 0 ? await runSaturation(ctx, saturationCustomers, baseline?.opsPerSec ?? null) : null;
-    if (saturation) {
-      const r = saturation.replies;
-      say(`  ${saturation.acceptedPerSec} accepted events/s${saturation.ratioToBaseline !== null ? ` = ${saturation.ratioToBaseline} × baseline` : ''} · ${fmtRequests(saturation.requests)}`);
-      say(`  ack              ${fmtSummary(saturation.ackMs)}`);
-      say(`  replies          ${saturation.requests.accepted - r.missing}/${saturation.requests.accepted}${r.complete ? '' : ` (${r.missing} MISSING after ${ctx.opts['drain-wait']} s)`}, last ${fmtMs(r.lastReplyAfterStartMs ?? undefined)} after the phase began → ${r.repliesPerSec} replies/s end to end`);
-      say(`  inbound → Send   ${fmtSummary(r.inboundToSendMs)}`);
-      say(`  ${replyLine(r)}`);
-      say(`  database         ${rowsLine(r.rows, saturation.requests.accepted)}`);
-    } else say('  skipped');
-
-    say(`\nPhase 3 — sustained: ${opts.rate} events/s for ${opts.duration} s (open loop)`);
-    await controlRequest(`${settings.GRAPH_API_BASE}/_sandbox/requests`, 'DELETE');
-    const sustained = await runSustained(ctx, sustainedCustomers);
-    const f = sustained.final;
-    say(`  ${sustained.acceptedPerSec} accepted events/s · ${fmtRequests(sustained.requests)}`);
-    say(`  ack              ${fmtSummary(sustained.ackMs)}`);
-    say(`  inbound → Send   ${fmtSummary(f.inboundToSendMs)}`);
-    say(`                   p50 of the first quarter of messages ${fmtMs(f.firstQuarterP50 ?? undefined)} → last quarter ${fmtMs(f.lastQuarterP50 ?? undefined)}`);
-    say(`  replies          missing after ${sustained.replyWaitS} s: ${sustained.missingAfterWait} · arrived later: ${f.lateReplies} · lost (no reply after ${Math.round(f.waitedMs / 1000)} s): ${f.missing}`);
-    say(`  Send API calls   ${f.sendCalls} for ${sustained.requests.accepted} accepted → ${f.sendCallsPerInbound ?? '–'} per accepted inbound (goal 1.0) · ${f.sendCallsPerRepliedMessage ?? '–'} per answered message (${f.repliedMessages})${f.sendCallsNon200 ? ` · ${f.sendCallsNon200} answered non-200` : ''}`);
-    say(`  ${replyLine(f)}`);
-    say(`  database         ${rowsLine(f.rows, sustained.requests.accepted)}`);
-    if (f.missingExamples.length) say(`    lost e.g. ${f.missingExamples.join('; ')}`);
-    if (f.duplicateExamples.length) say(`    duplicates e.g. ${f.duplicateExamples.join('; ')}`);
-
-    say(`\n1-minute load average at the end of each load window: ${Object.entries(ctx.load).map(([k, v]) => `${k} ${v}`).join(' · ')} (${facts.cpus} CPUs)`);
-    const database = await databaseCounts(pool, tenant.channelId, { saturation: new Set(saturationCustomers), sustained: new Set(sustainedCustomers) });
-    say('\nDatabase rows for the bench channel');
-    for (const [phase, c] of Object.entries(database)) {
-      say(`  ${phase.padEnd(10)} inbound ${c.inbound} · outbound ${Object.entries(c.outbound).map(([s, n]) => `${n} ${s}`).join(', ') || 'none'}`);
+    say(
+      `  reply engine ${tenant.engine} · quiet window ${tenant.debounceMs} ms · channel send budget ${tenant.sendRatePerSec}/s` +
+        `${opts['send-rate'] > 0 ? ' (set by --send-rate)' : ' (default)'} · echoes ${opts.echo}${opts.burst > 1 ? ` · bursts of ${opts.burst}` : ''}`,
+    );
+    try {
+      // The sandbox posts from its own process: name the gateway by address, not by a name that may resolve to ::1.
+      const webhookUrl = new URL('/webhooks/meta', opts.gateway);
+      if (webhookUrl.hostname === 'localhost') webhookUrl.hostname = '127.0.0.1';
+      await echoControl.configure(echoes ? webhookUrl.toString() : null, settings.META_APP_SECRET);
+      echoes?.start();
+      return await runPhases(ctx, pool, temporal, facts, command, saturationCustomers, sustainedCustomers);
+    } finally {
+      await echoes?.stop();
+      await echoControl.restore(settings.META_APP_SECRET).catch((err: unknown) => say(`  could not restore the sandbox's echo setting: ${(err as Error).message}`));
     }
-
-    const problems: string[] = [];
-    const check = (phase: string, a: ReplyAnalysis & { rows: PhaseRows }, accepted: number, waitedS: number) => {
-      const unanswered = a.rows.inbound - a.rows.settled;
-      if (unanswered > 0) problems.push(`${phase}: ${unanswered} messages that reached their conversation were not answered after ${waitedS} s (${a.rows.pending} replies pending)`);
-      if (a.missing > 0) problems.push(`${phase}: ${a.missing} of ${accepted} accepted messages have no reply after ${waitedS} s`);
-      if (a.duplicateCalls > 0) problems.push(`${phase}: ${a.duplicateCalls} duplicate Send API calls (same outbound message sent again)`);
-      if (a.repliedTwice > 0) problems.push(`${phase}: ${a.repliedTwice} messages answered by two different outbound messages`);
-      if (a.outOfOrder > 0) problems.push(`${phase}: ${a.outOfOrder} replies sent before the reply to an earlier message of the same conversation`);
-    };
-    if (saturation) check('phase 2', saturation.replies, saturation.requests.accepted, Math.round(saturation.replies.waitedMs / 1000));
-    check('phase 3', f, sustained.requests.accepted, Math.round(f.waitedMs / 1000));
-    say(problems.length ? `\nCORRECTNESS PROBLEMS\n${problems.map((p) => `  - ${p}`).join('\n')}` : '\nCorrectness: every accepted message got exactly one Send API call, in order.');
-
-    if (!opts.keep) {
-      const c = await terminateConversations(pool, temporal, tenant.tenantId, tenant.channelId, opts.concurrency);
-      const clean = c.failed === 0 && c.stillRunning === 0;
-      // Deleting the tenant under a still-running conversation would leave its activities retrying against nothing.
-      const d = clean ? await deleteTenant(pool, tenant.tenantId) : { deleted: false };
-      say(
-        `\nCleanup: terminated ${c.terminated} of ${c.candidates} bench conversation workflows (${c.alreadyClosed} already closed` +
-          `${c.failed ? `, ${c.failed} FAILED` : ''}${c.stillRunning ? `, ${c.stillRunning} STILL RUNNING` : ''}); ` +
-          `bench tenant ${d.deleted ? 'deleted' : `kept (${tenant.tenantId})`} (--keep keeps both)`,
-      );
-    }
-
-    if (opts.out) {
-      writeFileSync(opts.out, `${JSON.stringify({ command, runId, machine: facts, options: opts, tenant, loadAverage: ctx.load, baseline, saturation, sustained, database, problems }, null, 2)}\n`);
-      say(`\nwrote ${opts.out}`);
-    }
-    return problems.length ? 3 : 0;
   } finally {
     poster.close();
     await connection.close();

@@ -55,9 +55,13 @@ export class WebhookPoster {
   }
 }
 
-/** JSON GET/DELETE against a local control endpoint (the sandbox), with a deadline. */
-export async function controlRequest<T>(url: string, method: 'GET' | 'DELETE', timeoutMs = 30_000): Promise<T | undefined> {
-  const res = await fetch(url, { method, signal: AbortSignal.timeout(timeoutMs) });
+/** JSON GET/POST/DELETE against a local control endpoint (the sandbox), with a deadline. */
+export async function controlRequest<T>(url: string, method: 'GET' | 'POST' | 'DELETE', timeoutMs = 30_000, body?: unknown): Promise<T | undefined> {
+  const res = await fetch(url, {
+    method,
+    signal: AbortSignal.timeout(timeoutMs),
+    ...(body !== undefined && { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+  });
   if (!res.ok) throw new Error(`${method} ${url}: HTTP ${res.status} ${await res.text()}`);
   if (res.status === 204) return undefined;
   return (await res.json()) as T;

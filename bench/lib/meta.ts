@@ -48,3 +48,29 @@ export function monotonicClock(): () => number {
     return last;
   };
 }
+
+/** One signed `object: page` delivery of a single messaging item (shapes of meta-fixtures/ig-reaction.json and messenger-read-and-delivery.json). */
+function signedItem(secret: string, pageId: string, time: number, item: Record<string, unknown>): SignedDelivery {
+  const body = Buffer.from(JSON.stringify({ object: 'page', entry: [{ id: pageId, time, messaging: [item] }] }), 'utf8');
+  return { body, signature: signPayload(secret, body) };
+}
+
+/** The customer reacts to one of their own messages (Meta names the reacted message by its mid). */
+export function messengerReaction(secret: string, pageId: string, customerId: string, mid: string, timestamp: number): SignedDelivery {
+  return signedItem(secret, pageId, timestamp, {
+    sender: { id: customerId },
+    recipient: { id: pageId },
+    timestamp,
+    reaction: { mid, action: 'react', reaction: 'love', emoji: '\u2764\ufe0f' },
+  });
+}
+
+/** A delivery receipt as Meta sends it: no item timestamp, the delivered mids and a watermark. */
+export function messengerDeliveryReceipt(secret: string, pageId: string, customerId: string, mids: string[], watermark: number, time: number): SignedDelivery {
+  return signedItem(secret, pageId, time, { sender: { id: customerId }, recipient: { id: pageId }, delivery: { mids, watermark } });
+}
+
+/** A read receipt: everything we sent up to the watermark was seen. */
+export function messengerReadReceipt(secret: string, pageId: string, customerId: string, watermark: number, timestamp: number): SignedDelivery {
+  return signedItem(secret, pageId, timestamp, { sender: { id: customerId }, recipient: { id: pageId }, timestamp, read: { watermark } });
+}

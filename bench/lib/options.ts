@@ -38,6 +38,12 @@ const optionsSchema = z
     'reply-wait': int(0, 600),
     'late-wait': int(0, 1800),
     'drain-wait': int(0, 1800),
+    burst: int(1, 100),
+    'send-rate': z.coerce.number().min(0).max(1000).refine((v) => v === 0 || v >= 0.01, 'must be 0 (keep the channel default) or 0.01–1000'),
+    'events-sample': int(0, 1_000_000),
+    'events-rate': int(1, 5000),
+    'events-wait': int(0, 1800),
+    echo: z.enum(['on', 'off']),
     out: z.string().min(1).optional(),
     keep: z.boolean().default(false),
   })
@@ -58,6 +64,12 @@ export const DEFAULTS = {
   'reply-wait': '60',
   'late-wait': '600',
   'drain-wait': '600',
+  burst: '1',
+  'send-rate': '0',
+  'events-sample': '1000',
+  'events-rate': '20',
+  'events-wait': '180',
+  echo: 'on',
 } as const;
 
 export const USAGE = `usage: npm run bench -- [flags]   (drives a stack started with \`npm start\`)
@@ -74,6 +86,19 @@ export const USAGE = `usage: npm run bench -- [flags]   (drives a stack started 
   --reply-wait S           phase 3: how long to wait for the replies; what is still missing then is reported (default ${DEFAULTS['reply-wait']})
   --late-wait S            phase 3: then up to this much longer, to tell late replies from lost ones (default ${DEFAULTS['late-wait']})
   --drain-wait S           phase 2: how long to wait for its replies before phase 3 starts (default ${DEFAULTS['drain-wait']})
+  --burst N                phase 3: N consecutive messages go to the same conversation (default ${DEFAULTS.burst}: one
+                           message per conversation per round, so its messages are conversations/rate s apart and
+                           the 800 ms quiet window rarely gathers two); at rate ≥ 2/s a burst of N falls into one
+                           window and should get ONE answer covering all N
+  --send-rate R            set the bench channel's send budget (channels.send_rate_per_sec, 0.01–1000 sends/s);
+                           0 keeps the default, 20/s — with one channel that is the whole benchmark's ceiling
+                           (default ${DEFAULTS['send-rate']})
+  --events-sample N        phase 4: up to N conversations answered in phase 3 get a reaction, a delivery receipt
+                           and a read receipt, none of which may be answered; 0 skips (default ${DEFAULTS['events-sample']})
+  --events-rate N          phase 4: webhook events per second, open loop (default ${DEFAULTS['events-rate']})
+  --events-wait S          phase 4: how long to wait for the database to show them applied (default ${DEFAULTS['events-wait']})
+  --echo on|off            have the Graph API sandbox deliver signed message_echoes webhooks back to the gateway
+                           for every accepted send, as Meta does (default ${DEFAULTS.echo}; restored at the end)
   --out FILE               also write the results as JSON
   --keep                   keep the bench tenant, its rows and its open conversation workflows (by default the
                            workflows are terminated, so their idle timeouts do not fire during the next run,
