@@ -9,6 +9,7 @@ import { devEnvFile, readEnvFile } from './config';
 import { ensureAppLoginRole, withCredentials } from './db/app-role';
 import { migrate } from './db/migrate';
 import { createPool } from './db/pool';
+import { ensureSearchAttributes } from './temporal/register-search-attributes';
 import { devServerSearchAttributeArgs } from './temporal/search-attributes';
 
 /**
@@ -171,6 +172,14 @@ async function main(): Promise<void> {
       ...devServerSearchAttributeArgs(),
     ], process.env);
     await waitFor('Temporal', async () => (await Connection.connect({ address: temporalAddress!, connectTimeout: 1000 })).close());
+  }
+  // A `.data/` created before an attribute existed lacks it (the flags above apply to a new database only).
+  const temporalConnection = await Connection.connect({ address: temporalAddress });
+  try {
+    const added = await ensureSearchAttributes(temporalConnection, process.env.TEMPORAL_NAMESPACE ?? 'default');
+    if (added.length > 0) say(`registered search attributes ${added.join(', ')}`);
+  } finally {
+    await temporalConnection.close();
   }
 
   // Graph API sandbox (unless pointed at Meta or another server)

@@ -172,9 +172,12 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
   let lastHumanAt: number | undefined;
   let settings: AgentSettings | undefined;
 
+  /** When each queued event reached this workflow: a message's quiet window runs from its arrival, not from when it was stored. */
+  const arrivedAt = new Map<string, number>();
   setHandler(inboundEventSignal, (event) => {
     if (seen.has(event.dedupeKey)) return;
     seen.add(event.dedupeKey);
+    arrivedAt.set(event.dedupeKey, workflowNow());
     if (event.kind === 'echo') {
       if (!noteEcho(event)) interruptions += 1;
     } else if (isCustomerTurn(event)) interruptions += 1;
@@ -247,7 +250,7 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
       if (inbound.alreadyAnswered || mode === 'human_active') return;
       if ((inbound.turn.kind === 'story_mention' || inbound.turn.kind === 'story_reply') && settings!.storyReplies === 'ignore') return;
       if (burst.some((b) => b.message.messageId === inbound.messageId)) return;
-      burst.push({ message: inbound.turn, joinedAt: workflowNow() });
+      burst.push({ message: inbound.turn, joinedAt: arrivedAt.get(event.dedupeKey) ?? workflowNow() });
       return;
     }
     if (event.kind === 'echo') {
@@ -499,6 +502,7 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
         queue.sort((a, b) => a.timestamp - b.timestamp);
         const event = queue.shift()!;
         await guarded(`storing ${event.kind}`, () => storeEvent(event));
+        arrivedAt.delete(event.dedupeKey);
         processed += 1;
       } else {
         const command = commands.shift()!;
