@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Connection } from '@temporalio/client';
+import { msToTs } from '@temporalio/common/lib/time';
 import { ensureSearchAttributes } from '../../src/temporal/register-search-attributes';
 import { CUSTOM_SEARCH_ATTRIBUTES } from '../../src/temporal/search-attributes';
 
@@ -13,7 +14,7 @@ describe('ensureSearchAttributes (real dev server)', () => {
 
   beforeAll(async () => {
     connection = await Connection.connect({ address: process.env.TEST_TEMPORAL_ADDRESS! });
-    await connection.workflowService.registerNamespace({ namespace, workflowExecutionRetentionPeriod: { seconds: 86_400 } });
+    await connection.workflowService.registerNamespace({ namespace, workflowExecutionRetentionPeriod: msToTs('1 day') });
   });
   afterAll(() => connection?.close());
 

@@ -26,7 +26,8 @@ export const TEST_VERIFY_TOKEN = 'verify-token-for-tests';
 export const TEST_CODEC_TOKEN = 'codec-token-for-tests-only';
 export const TEST_ADMIN_TOKEN = 'admin-token-for-tests-only';
 
-function required(name: string): string {
+/** A variable jest's globalSetup provides (the run's database, Temporal server, workflow bundle). */
+export function required(name: string): string {
   const v = process.env[name];
   if (!v) throw new Error(`${name} is not set: tests must run through jest's globalSetup (npm test)`);
   return v;

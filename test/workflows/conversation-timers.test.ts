@@ -18,7 +18,7 @@ import {
   type FakeOptions,
   type TestConversation,
 } from '../support/conversation-fakes';
-import { installQuietRuntime } from '../support/stack';
+import { installQuietRuntime, required } from '../support/stack';
 import { startTimeSkippingEnv } from '../support/time-skipping';
 
 /**
@@ -31,11 +31,6 @@ import { startTimeSkippingEnv } from '../support/time-skipping';
 
 const MINUTE_MS = 60_000;
 
-function required(name: string): string {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run through jest's globalSetup`);
-  return v;
-}
 
 let bundleCode: string;
 /** The current test's server. */

@@ -26,7 +26,7 @@ import {
   type FakeOptions,
   type TestConversation,
 } from '../support/conversation-fakes';
-import { installQuietRuntime } from '../support/stack';
+import { installQuietRuntime, required } from '../support/stack';
 import { fixture, PAGE_A } from '../support/webhooks';
 
 /**
@@ -36,11 +36,6 @@ import { fixture, PAGE_A } from '../support/webhooks';
  * return, echo waits, budget waits) is in conversation-timers.test.ts on the time-skipping server.
  */
 
-function required(name: string): string {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run through jest's globalSetup`);
-  return v;
-}
 
 let connection: Connection;
 let client: Client;

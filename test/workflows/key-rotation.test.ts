@@ -14,7 +14,7 @@ import { createDataConverter } from '../../src/temporal/payload-codec';
 import { createSwitchboardWorker } from '../../src/worker-setup';
 import type { KeyRotationInput, KeyRotationResult, keyRotationWorkflow } from '../../workflows/key-rotation';
 import { ROOT } from '../support/paths';
-import { createTestDatabase, eventually, installQuietRuntime, testConfig, type TestDatabase } from '../support/stack';
+import { createTestDatabase, eventually, installQuietRuntime, testConfig, type TestDatabase, required } from '../support/stack';
 
 /**
  * The KeyRotation workflow end to end: the real dev server, the real workflow bundle, the real
@@ -22,11 +22,6 @@ import { createTestDatabase, eventually, installQuietRuntime, testConfig, type T
  * with master keys {1, 2}, and afterwards a process holding only master key 2 must read them all.
  */
 
-function required(name: string): string {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run through jest's globalSetup`);
-  return v;
-}
 
 const mk1 = randomBytes(32);
 const mk2 = randomBytes(32);
