@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { appendAuditEvent } from '../audit/log';
 import type { AuditActor } from '../db/channels';
 import { withTransaction } from '../db/pool';
+import type { ProductFields } from '../db/products';
 
 /**
  * Product catalog import (CLI `products:import`, admin API `POST /admin/tenants/:id/products/import`).
@@ -20,17 +21,8 @@ const REQUIRED_COLUMNS = ['sku', 'name'] as const;
 export type CatalogFormat = 'csv' | 'json';
 export type ImportMode = 'upsert' | 'replace';
 
-export interface CatalogProduct {
-  sku: string;
-  name: string;
-  description: string;
-  /** Decimal text with `.` (numeric(12,2) in the database), so no float ever rounds a price. */
-  price: string | null;
-  currency: string | null;
-  /** Null: unknown. */
-  stock: number | null;
-  url: string | null;
-}
+/** One validated row of an import file. */
+export type CatalogProduct = ProductFields;
 
 export interface CatalogProblem {
   /**

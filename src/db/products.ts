@@ -3,15 +3,21 @@ import type { Pool, PoolClient } from 'pg';
 
 type Queryable = Pick<Pool | PoolClient, 'query'>;
 
-export interface Product {
-  id: string;
+/** A catalog entry's fields, as imported and as stored. */
+export interface ProductFields {
   sku: string;
   name: string;
   description: string;
+  /** Decimal text with `.` (numeric(12,2) in the database), so no float ever rounds a price. */
   price: string | null;
   currency: string | null;
+  /** Null: unknown. */
   stock: number | null;
   url: string | null;
+}
+
+export interface Product extends ProductFields {
+  id: string;
 }
 
 export interface ProductSearchOptions {
