@@ -289,6 +289,20 @@ describe('send budget and throttling', () => {
     });
   });
 
+  it('a bot reply parked past the end of the 24-hour window is not sent: the window is decided again after the wait', async () => {
+    const slots: SendSlot[] = [{ granted: false, waitMs: 2 * HOUR_MS, reason: 'paused' }];
+    await scenario({ overrides: { reserveSendSlot: async () => slots.shift() ?? { granted: true } } }, async (c, fakes) => {
+      // The customer wrote 23 h ago: sendable when decided, closed after a 2 h pause.
+      await c.send(textMessage('late1', (await serverNow()) - 23 * HOUR_MS));
+      await parked(c, 'paused');
+      await env.sleep(2 * HOUR_MS + MINUTE_MS);
+      await waitFor(() => fakes.calls.markOutboundOutsideWindow.length === 1, 'the outside-window record');
+      expect(fakes.calls.markOutboundOutsideWindow[0]).toMatchObject({ reason: expect.stringContaining('24-hour window is closed') });
+      expect(fakes.calls.reserveSendSlot).toHaveLength(1);
+      expect(fakes.calls.sendOutbound).toHaveLength(0);
+    });
+  });
+
   it('a send Meta throttles (GraphRateLimited) waits the retry-after durably, then goes out once', async () => {
     await scenario(
       { overrides: { sendOutbound: async (input, next, f) => (f.sendAttempts(input.outboundId) === 1 ? Promise.reject(graphFailures.rateLimited(5 * MINUTE_MS)) : next(input)) } },
