@@ -2,7 +2,7 @@ import { activityInfo, ApplicationFailure } from '@temporalio/activity';
 import { z } from 'zod';
 import { claimSendRound, getOutbound, markOutboundSent, OUTBOUND_METADATA_PREFIX, releaseSendRound } from '../src/db/conversations';
 import { loadChannelCredentials } from '../src/db/channels';
-import { ChannelNotFoundError, recordUsageFeedback, reserveSendSlot, type UsageFeedback } from '../src/db/send-budget';
+import { ChannelNotFoundError, recordUsageFeedback, reserveSendSlot, USAGE_HIGH_WATER_PERCENT, type UsageFeedback } from '../src/db/send-budget';
 import type { SendMessageRequest } from '../src/meta/graph-client';
 import { classifyGraphError, GraphApiError, GraphNetworkError } from '../src/meta/graph-errors';
 import type { SendFailureDetails, SendOutboundInput, SendSlot } from '../src/shared/types';
@@ -47,10 +47,21 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * never appears in workflow inputs, results or history.
  */
 export function createGraphActivities({ pool, vault, graph, logger }: Pick<ActivityDeps, 'pool' | 'vault' | 'graph' | 'logger'>) {
+  /**
+   * Channels whose budget this process last saw at full rate and unpaused. Meta sends usage headers
+   * on every answer; a calm report for a calm channel changes nothing, and writing it would put an
+   * UPDATE of the channel's one shared budget row on every send.
+   */
+  const calmChannels = new Set<string>();
+  const isCalm = (f: UsageFeedback) => f.throttled === undefined && f.regainAccessSeconds === undefined && (f.maxPercent ?? 0) < USAGE_HIGH_WATER_PERCENT;
+
   /** Budget bookkeeping must never turn a send into a failure (a retry after success sends twice). */
   async function feedUsage(channelId: string, feedback: UsageFeedback): Promise<void> {
+    if (isCalm(feedback) && calmChannels.has(channelId)) return;
     try {
       const result = await recordUsageFeedback(pool, channelId, feedback);
+      if (result.throttleFactor >= 1 && !result.pausedUntil) calmChannels.add(channelId);
+      else calmChannels.delete(channelId);
       if (result.throttleFactor < 1 || result.pausedUntil) {
         logger.info({ channelId, throttleFactor: result.throttleFactor, pausedUntil: result.pausedUntil }, 'send budget throttled');
       }

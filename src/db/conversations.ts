@@ -173,13 +173,14 @@ export function toTurnMessage(messageId: string, event: MessageEvent | PostbackE
 
 function inboundPayload(event: MessageEvent | PostbackEvent): object {
   if (event.kind === 'postback') return { payload: event.payload, referral: event.referral };
+  const storyUrl = storyOf(event)?.url;
   return {
     attachments: event.attachments,
     quickReplyPayload: event.quickReplyPayload,
     replyTo: event.replyTo,
     referral: event.referral,
     ...(event.isUnsupported && { unsupported: true }),
-    ...(storyOf(event)?.url && { storyUrl: storyOf(event)!.url }),
+    ...(storyUrl && { storyUrl }),
   };
 }
 

@@ -14,7 +14,8 @@ const KEYWORD = temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWOR
  *
  * The test server rejects search attributes it does not know ("search attribute TenantId is not
  * defined") and has no start flag for them, so ours are registered through its OperatorService,
- * as they are on the dev server (`--search-attribute`).
+ * as they are on the dev server (`--search-attribute`). Not through
+ * `ensureSearchAttributes`: the test server does not implement ListSearchAttributes.
  */
 export async function startTimeSkippingEnv(): Promise<TestWorkflowEnvironment> {
   const path = resolveTestServer();
