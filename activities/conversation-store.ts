@@ -63,12 +63,12 @@ export function createConversationActivities({ pool, logger }: Pick<ActivityDeps
       return orphanSafe(() => createOutbound(pool, { ...rest, tenantId: ref.tenantId, channelId: ref.channelId }));
     },
 
-    async markOutboundFailed(input: { outboundId: string; error: SendErrorRecord }): Promise<void> {
-      await markOutboundFailed(pool, input.outboundId, input.error);
+    async markOutboundFailed(input: { tenantId: string; outboundId: string; error: SendErrorRecord }): Promise<void> {
+      await markOutboundFailed(pool, input.tenantId, input.outboundId, input.error);
     },
 
-    async markOutboundOutsideWindow(input: { outboundId: string; reason: string }): Promise<void> {
-      await markOutboundOutsideWindow(pool, input.outboundId, input.reason);
+    async markOutboundOutsideWindow(input: { tenantId: string; outboundId: string; reason: string }): Promise<void> {
+      await markOutboundOutsideWindow(pool, input.tenantId, input.outboundId, input.reason);
     },
 
     async setConversationMode(input: { ref: ConversationRef; mode: ConversationMode; reason: string; operator?: string; requestId?: string }): Promise<{ changed: boolean }> {
@@ -80,12 +80,12 @@ export function createConversationActivities({ pool, logger }: Pick<ActivityDeps
       );
     },
 
-    async touchHumanActivity(input: { conversationId: string; at: number }): Promise<void> {
-      await touchHumanActivity(pool, input.conversationId, new Date(input.at));
+    async touchHumanActivity(input: { tenantId: string; conversationId: string; at: number }): Promise<void> {
+      await touchHumanActivity(pool, input.tenantId, input.conversationId, new Date(input.at));
     },
 
-    async markChannelReauthRequired(input: { channelId: string; reason: string }): Promise<{ changed: boolean }> {
-      const changed = await markChannelReauthRequired(pool, input.channelId, input.reason);
+    async markChannelReauthRequired(input: { tenantId: string; channelId: string; reason: string }): Promise<{ changed: boolean }> {
+      const changed = await markChannelReauthRequired(pool, input, input.reason);
       if (changed) logger.warn({ channelId: input.channelId, reason: input.reason }, 'channel needs reauthorization');
       return { changed };
     },

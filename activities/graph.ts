@@ -18,6 +18,7 @@ const MARK_SENT_BACKOFF_MS = 200;
 // Not strict: a field added to SendOutboundInput later must not stop sends on older workers.
 const sendOutboundSchema = z.discriminatedUnion('messagingType', [
   z.object({
+    tenantId: z.uuid(),
     channelId: z.uuid(),
     outboundId: z.uuid(),
     customerId: z.string().regex(/^\d+$/, 'must be a PSID/IGSID (digits)'),
@@ -26,6 +27,7 @@ const sendOutboundSchema = z.discriminatedUnion('messagingType', [
     round: z.number().int().min(0).optional(),
   }),
   z.object({
+    tenantId: z.uuid(),
     channelId: z.uuid(),
     outboundId: z.uuid(),
     customerId: z.string().regex(/^\d+$/, 'must be a PSID/IGSID (digits)'),
@@ -56,10 +58,10 @@ export function createGraphActivities({ pool, vault, graph, logger }: Pick<Activ
   const isCalm = (f: UsageFeedback) => f.throttled === undefined && f.regainAccessSeconds === undefined && (f.maxPercent ?? 0) < USAGE_HIGH_WATER_PERCENT;
 
   /** Budget bookkeeping must never turn a send into a failure (a retry after success sends twice). */
-  async function feedUsage(channelId: string, feedback: UsageFeedback): Promise<void> {
+  async function feedUsage(tenantId: string, channelId: string, feedback: UsageFeedback): Promise<void> {
     if (isCalm(feedback) && calmChannels.has(channelId)) return;
     try {
-      const result = await recordUsageFeedback(pool, channelId, feedback);
+      const result = await recordUsageFeedback(pool, tenantId, channelId, feedback);
       if (result.throttleFactor >= 1 && !result.pausedUntil) calmChannels.add(channelId);
       else calmChannels.delete(channelId);
       if (result.throttleFactor < 1 || result.pausedUntil) {
@@ -70,10 +72,10 @@ export function createGraphActivities({ pool, vault, graph, logger }: Pick<Activ
     }
   }
 
-  async function recordSent(outboundId: string, messageId: string, policy: { messagingType: 'RESPONSE' | 'MESSAGE_TAG'; tag?: 'HUMAN_AGENT' }): Promise<void> {
+  async function recordSent(tenantId: string, outboundId: string, messageId: string, policy: { messagingType: 'RESPONSE' | 'MESSAGE_TAG'; tag?: 'HUMAN_AGENT' }): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await markOutboundSent(pool, outboundId, messageId, policy);
+        await markOutboundSent(pool, tenantId, outboundId, messageId, policy);
         return;
       } catch (err) {
         if (attempt >= MARK_SENT_ATTEMPTS) {
@@ -88,9 +90,9 @@ export function createGraphActivities({ pool, vault, graph, logger }: Pick<Activ
 
   return {
     /** One send token of the channel, or how long the workflow should wait (durably) before asking again. */
-    async reserveSendSlot(input: { channelId: string }): Promise<SendSlot> {
+    async reserveSendSlot(input: { tenantId: string; channelId: string }): Promise<SendSlot> {
       try {
-        return await reserveSendSlot(pool, input.channelId);
+        return await reserveSendSlot(pool, input.tenantId, input.channelId);
       } catch (err) {
         if (err instanceof ChannelNotFoundError) throw ApplicationFailure.nonRetryable(err.message, 'ChannelMissing');
         throw err;
@@ -109,12 +111,12 @@ export function createGraphActivities({ pool, vault, graph, logger }: Pick<Activ
         throw ApplicationFailure.nonRetryable(`invalid sendOutbound input: ${problems}`, 'InvalidSendInput');
       }
       const input = parsed.data;
-      const outbound = await getOutbound(pool, input.outboundId);
+      const outbound = await getOutbound(pool, input.tenantId, input.outboundId);
       if (!outbound) throw ApplicationFailure.nonRetryable(`outbound message ${input.outboundId} does not exist`, 'OutboundMissing');
       if (ALREADY_SENT.has(outbound.status) && outbound.mid) return { messageId: outbound.mid };
       if (!outbound.text) throw failure(`outbound message ${outbound.id} has no text`, 'OutboundEmpty', { errorClass: 'bad_request', reauth: false }, false);
 
-      const channel = await loadChannelCredentials(pool, vault, input.channelId, 'graph.send');
+      const channel = await loadChannelCredentials(pool, vault, input, 'graph.send');
       if (channel.status !== 'active') {
         throw failure(`channel is ${channel.status}`, 'ChannelInactive', { errorClass: 'channel_inactive', reauth: false }, false);
       }
@@ -127,7 +129,7 @@ export function createGraphActivities({ pool, vault, graph, logger }: Pick<Activ
       const log = { channelId: input.channelId, outboundId: outbound.id, messagingType: input.messagingType, attempt: activityInfo().attempt };
 
       // An earlier attempt of this round that crashed or timed out may have reached Meta.
-      if (!(await claimSendRound(pool, outbound.id, input.round ?? 0))) {
+      if (!(await claimSendRound(pool, input.tenantId, outbound.id, input.round ?? 0))) {
         logger.warn({ ...log, errorClass: 'ambiguous' }, 'an earlier attempt may have been sent; waiting for the echo');
         throw failure('an earlier attempt of this send may have reached Meta', 'AmbiguousSend', { errorClass: 'ambiguous', reauth: false }, false);
       }
@@ -141,7 +143,7 @@ export function createGraphActivities({ pool, vault, graph, logger }: Pick<Activ
           throw failure(err.message, 'AmbiguousSend', { errorClass: 'ambiguous', reauth: false }, false);
         }
         // A definite answer (an error, or nothing sent at all): another attempt cannot duplicate.
-        await releaseSendRound(pool, outbound.id);
+        await releaseSendRound(pool, input.tenantId, outbound.id);
         const c = classifyGraphError(err);
         const details: SendFailureDetails = {
           errorClass: c.errorClass,
@@ -151,21 +153,21 @@ export function createGraphActivities({ pool, vault, graph, logger }: Pick<Activ
         if (err instanceof GraphApiError) {
           if (c.errorClass === 'rate_limited') {
             const retryAfterMs = c.retryAfterMs ?? 0;
-            await feedUsage(input.channelId, { ...usageFeedback(err.usage), throttled: { code: err.code ?? err.httpStatus, retryAfterMs } });
+            await feedUsage(input.tenantId, input.channelId, { ...usageFeedback(err.usage), throttled: { code: err.code ?? err.httpStatus, retryAfterMs } });
             details.retryAfterMs = retryAfterMs;
             logger.warn({ ...log, ...details }, 'send throttled by Meta; channel paused');
             // Not retried here: the workflow parks the send durably while the channel's pause holds the others back.
             throw failure(err.message, c.failureType, details, false);
           }
           const feedback = usageFeedback(err.usage);
-          if (Object.keys(feedback).length > 0) await feedUsage(input.channelId, feedback);
+          if (Object.keys(feedback).length > 0) await feedUsage(input.tenantId, input.channelId, feedback);
         }
         logger.warn({ ...log, ...details, retryable: c.retryable }, 'send failed');
         throw failure(err.message, c.failureType, details, c.retryable);
       }
-      await recordSent(outbound.id, sent.messageId, policy);
+      await recordSent(input.tenantId, outbound.id, sent.messageId, policy);
       const feedback = usageFeedback(sent.usage);
-      if (Object.keys(feedback).length > 0) await feedUsage(input.channelId, feedback);
+      if (Object.keys(feedback).length > 0) await feedUsage(input.tenantId, input.channelId, feedback);
       logger.info({ ...log }, 'sent');
       return { messageId: sent.messageId };
     },

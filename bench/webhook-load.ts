@@ -10,6 +10,7 @@ import { parseMasterKeys, StaticKeyProvider } from '../src/crypto/key-provider';
 import { SecretVault } from '../src/crypto/vault';
 import { connectChannel } from '../src/db/channels';
 import { createPool, type Pool } from '../src/db/pool';
+import { tenantSql, type Sql } from './lib/tenant-sql';
 import { addProduct } from '../src/db/products';
 import { createTenant, deleteTenant } from '../src/db/tenants';
 import { loadTenantSettings } from '../src/db/tenant-settings';
@@ -157,7 +158,8 @@ async function closedLoop(total: number, concurrency: number, op: (i: number) =>
 
 interface ReplySource {
   sandbox: string;
-  pool: Pool;
+  /** Read-back in the bench tenant's scope. */
+  pool: Sql;
   channelId: string;
 }
 
@@ -303,8 +305,9 @@ async function setupTenant(pool: Pool, settings: Settings, runId: string, sendRa
   await addProduct(pool, tenantId, { name: 'Trail shoes', description: 'Running shoes for rough ground', price: 129, currency: 'EUR', stock: 12 });
   await addProduct(pool, tenantId, { name: 'Wool beanie', description: 'Merino hat', price: 24.5, currency: 'EUR', stock: 0 });
   // One channel carries the whole benchmark, so its send budget is the ceiling of every phase.
-  if (sendRate > 0) await pool.query('UPDATE channels SET send_rate_per_sec = $2 WHERE id = $1', [channelId, sendRate]);
-  const { rows } = await pool.query<{ rate: string }>('SELECT send_rate_per_sec::text AS rate FROM channels WHERE id = $1', [channelId]);
+  const sql = tenantSql(pool, tenantId);
+  if (sendRate > 0) await sql.query('UPDATE channels SET send_rate_per_sec = $2 WHERE id = $1', [channelId, sendRate]);
+  const { rows } = await sql.query<{ rate: string }>('SELECT send_rate_per_sec::text AS rate FROM channels WHERE id = $1', [channelId]);
   const agent = (await loadTenantSettings(pool, tenantId)).agent;
   return { tenantId, channelId, pageId, sendRatePerSec: Number(rows[0]!.rate), engine: agent.engine, debounceMs: agent.debounceMs };
 }
@@ -649,7 +652,7 @@ async function runNonAnswerable(ctx: Ctx, targets: EventTarget[], benchCustomers
 }
 
 /** Rows the stack wrote for the bench channel, per phase: inbound messages and outbound by status. */
-async function databaseCounts(pool: Pool, channelId: string, phases: Record<string, Set<string>>) {
+async function databaseCounts(pool: Sql, channelId: string, phases: Record<string, Set<string>>) {
   const { rows } = await pool.query<{ customer_id: string; direction: string; status: string; n: number }>(
     `SELECT c.customer_id, m.direction, m.status, count(*)::int AS n
      FROM messages m JOIN conversations c ON c.id = m.conversation_id
@@ -794,14 +797,14 @@ async function runPhases(ctx: Ctx, pool: Pool, temporal: Client, facts: Facts, c
     say(`  Send API calls   ${events.sendCalls} during phase 4 (${events.sendCallsToBenchCustomers} to the bench's customers; goal 0) · outbound rows created ${events.outboundRowsCreated} (goal 0)`);
   } else say(opts['events-sample'] > 0 ? '  skipped: no conversation was answered in phase 3' : '  skipped');
 
-  const signs = await misreadSigns(pool, tenant.channelId, `m_bench_${runId}_`, new Date());
+  const signs = await misreadSigns(tenantSql(pool, tenant.tenantId), tenant.channelId, `m_bench_${runId}_`, new Date());
   const handoffs = Object.entries(signs.handoffs).map(([k, n]) => `${n} ${k}`);
   say(`\nEchoes and events misread: human-agent rows ${signs.humanAgentRows} · conversations handed to a human ${handoffs.length ? handoffs.join(', ') : 0} · inbound rows the bench did not send ${signs.foreignInbound} (goal 0 each)`);
   const echoTotal = ctx.echoes?.counts() ?? null;
   if (echoTotal) say(`Echoes over the whole run: ${echoTotal.delivered} delivered, ${Object.values(echoTotal.failed).reduce((x, y) => x + y, 0)} failed (of ${echoTotal.attempted} the sandbox attempted for the bench page)`);
 
   say(`\n1-minute load average at the end of each load window: ${Object.entries(ctx.load).map(([k, v]) => `${k} ${v}`).join(' · ')} (${facts.cpus} CPUs)`);
-  const database = await databaseCounts(pool, tenant.channelId, { saturation: new Set(saturationCustomers), sustained: new Set(sustainedCustomers) });
+  const database = await databaseCounts(tenantSql(pool, tenant.tenantId), tenant.channelId, { saturation: new Set(saturationCustomers), sustained: new Set(sustainedCustomers) });
   say('\nDatabase rows for the bench channel');
   for (const [phase, c] of Object.entries(database)) {
     say(`  ${phase.padEnd(10)} inbound ${c.inbound} · outbound ${Object.entries(c.outbound).map(([st, n]) => `${n} ${st}`).join(', ') || 'none'}`);
@@ -834,7 +837,7 @@ async function runPhases(ctx: Ctx, pool: Pool, temporal: Client, facts: Facts, c
   );
 
   if (!opts.keep) {
-    const c = await terminateConversations(pool, temporal, tenant.tenantId, tenant.channelId, opts.concurrency);
+    const c = await terminateConversations(tenantSql(pool, tenant.tenantId), temporal, tenant.tenantId, tenant.channelId, opts.concurrency);
     const clean = c.failed === 0 && c.stillRunning === 0;
     // Deleting the tenant under a still-running conversation would leave its activities retrying against nothing.
     const d = clean ? await deleteTenant(pool, tenant.tenantId) : { deleted: false };
@@ -919,7 +922,7 @@ async function main(): Promise<number> {
       nextTimestamp: monotonicClock(),
       load: {},
       echoes,
-      replies: { sandbox: settings.GRAPH_API_BASE, pool, channelId: tenant.channelId },
+      replies: { sandbox: settings.GRAPH_API_BASE, pool: tenantSql(pool, tenant.tenantId), channelId: tenant.channelId },
     };
     const runDigits = numericId(1, 5);
     const saturationCustomers = customerIds(2, runDigits, opts.conversations);

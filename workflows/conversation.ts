@@ -276,7 +276,7 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
     // An operator writing to the customer takes the conversation over.
     await changeMode('human_active', 'operator_message', operator);
     lastHumanAt = workflowNow();
-    await store.touchHumanActivity({ conversationId, at: lastHumanAt });
+    await store.touchHumanActivity({ tenantId: ref.tenantId, conversationId, at: lastHumanAt });
     await deliver({ author: 'human_agent', text: command.text, clientRef: command.requestId });
   }
 
@@ -404,18 +404,19 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
         let policy = decideSendPolicy(d.author, workflowNow(), lastCustomerAt);
         // The channel's budget is shared by every conversation on it: overflow waits here, in order.
         while (policy.send) {
-          const slot = await budget.reserveSendSlot({ channelId: ref.channelId });
+          const slot = await budget.reserveSendSlot({ tenantId: ref.tenantId, channelId: ref.channelId });
           if (slot.granted) break;
           await park(outbound.id, d.author, slot.waitMs, slot.reason);
           policy = decideSendPolicy(d.author, workflowNow(), lastCustomerAt);
         }
         if (!policy.send) {
           log.info('message not sent: outside the messaging window', { author: d.author });
-          await store.markOutboundOutsideWindow({ outboundId: outbound.id, reason: policy.reason });
+          await store.markOutboundOutsideWindow({ tenantId: ref.tenantId, outboundId: outbound.id, reason: policy.reason });
           return;
         }
         try {
           await sender.sendOutbound({
+            tenantId: ref.tenantId,
             channelId: ref.channelId,
             outboundId: outbound.id,
             customerId: ref.customerId,
@@ -452,9 +453,10 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
   async function recordSendFailure(outboundId: string, failure: { type: string; details: SendFailureDetails }): Promise<void> {
     log.warn('message not sent', { type: failure.type, errorClass: failure.details.errorClass, code: failure.details.code });
     if (failure.details.reauth) {
-      await store.markChannelReauthRequired({ channelId: ref.channelId, reason: `${failure.type} (code ${failure.details.code ?? 'n/a'})` });
+      await store.markChannelReauthRequired({ tenantId: ref.tenantId, channelId: ref.channelId, reason: `${failure.type} (code ${failure.details.code ?? 'n/a'})` });
     }
     await store.markOutboundFailed({
+      tenantId: ref.tenantId,
       outboundId,
       error: {
         type: failure.type,

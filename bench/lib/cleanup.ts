@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
-import type { Pool } from 'pg';
+import type { Sql } from './tenant-sql';
 import { conversationWorkflowId } from '../../src/temporal/ids';
 
 /**
@@ -32,7 +32,7 @@ async function runningWorkflowIds(client: Client, tenantId: string, maxRuns: num
 }
 
 export async function terminateConversations(
-  pool: Pool,
+  pool: Sql,
   client: Client,
   tenantId: string,
   channelId: string,

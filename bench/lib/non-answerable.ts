@@ -1,4 +1,4 @@
-import type { Pool } from 'pg';
+import type { Sql } from './tenant-sql';
 import type { AnsweredReply } from './ledger';
 
 /**
@@ -35,7 +35,7 @@ export interface AppliedState {
   outbound: Record<string, number>;
 }
 
-export async function appliedState(pool: Pool, channelId: string, targets: EventTarget[]): Promise<AppliedState> {
+export async function appliedState(pool: Sql, channelId: string, targets: EventTarget[]): Promise<AppliedState> {
   const customers = targets.map((t) => t.customer);
   const mids = targets.map((t) => t.reactToMid);
   const [events, reactions, outbound] = await Promise.all([
@@ -73,7 +73,7 @@ export interface MisreadSigns {
   foreignInbound: number;
 }
 
-export async function misreadSigns(pool: Pool, channelId: string, benchMidPrefix: string, since: Date): Promise<MisreadSigns> {
+export async function misreadSigns(pool: Sql, channelId: string, benchMidPrefix: string, since: Date): Promise<MisreadSigns> {
   const [counts, handoffs] = await Promise.all([
     pool.query<Omit<MisreadSigns, 'handoffs'>>(
       `SELECT

@@ -45,7 +45,7 @@ export function createEngineSelector({ pool, vault, fetchImpl, llmTimeoutMs }: E
       apiKey,
       profile: settings.assistant,
       language: settings.agent.language,
-      loadHistory: (conversationId, exclude) => loadRecentMessages(pool, conversationId, settings.historyMessages, exclude),
+      loadHistory: (conversationId, exclude) => loadRecentMessages(pool, tenantId, conversationId, settings.historyMessages, exclude),
       ...(llmTimeoutMs !== undefined ? { timeoutMs: llmTimeoutMs } : {}),
       ...(fetchImpl ? { fetchImpl } : {}),
     });

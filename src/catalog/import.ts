@@ -2,7 +2,7 @@ import type { Pool, PoolClient } from 'pg';
 import { z } from 'zod';
 import { appendAuditEvent } from '../audit/log';
 import type { AuditActor } from '../db/channels';
-import { withTransaction } from '../db/pool';
+import { withTenant } from '../db/tenant-scope';
 import type { ProductFields } from '../db/products';
 
 /**
@@ -427,7 +427,7 @@ export async function importCatalog(
   products: readonly CatalogProduct[],
   opts: { mode: ImportMode; actor: AuditActor; requestId?: string; ip?: string; format?: CatalogFormat },
 ): Promise<ImportResult> {
-  return withTransaction(pool, async (client) => {
+  return withTenant(pool, tenantId, async (client) => {
     const { rowCount } = await client.query('SELECT 1 FROM tenants WHERE id = $1', [tenantId]);
     if (rowCount !== 1) throw new UnknownTenantError(tenantId);
     await client.query(`SELECT pg_advisory_xact_lock(hashtextextended('catalog:' || $1, 0))`, [tenantId]);

@@ -4,7 +4,7 @@ import { appendAuditEvent } from '../audit/log';
 import type { AuditEventInput } from '../audit/types';
 import type { Queryable, SecretLocation, SecretVault } from '../crypto/vault';
 import type { Platform } from '../shared/types';
-import { withTransaction } from './pool';
+import { withTenant } from './tenant-scope';
 
 export type GraphApi = 'facebook' | 'instagram';
 export type ChannelStatus = 'active' | 'reauth_required' | 'disabled';
@@ -52,13 +52,14 @@ export async function connectChannel(
 ): Promise<{ id: string }> {
   // Messenger channels always use a Page token; Instagram defaults to Instagram Login.
   const graphApi = input.graphApi ?? (input.platform === 'messenger' ? 'facebook' : 'instagram');
-  return withTransaction(pool, async (client) => {
+  // Another tenant's channel for the account is invisible here (row-level security): the unique
+  // (platform, account_id) index refuses the insert instead, answered as the same conflict.
+  return withTenant(pool, input.tenantId, async (client) => {
     const existing = await client.query<{ id: string; tenant_id: string }>(
       'SELECT id, tenant_id FROM channels WHERE platform = $1 AND account_id = $2 FOR UPDATE',
       [input.platform, input.accountId],
     );
     const row = existing.rows[0];
-    if (row && row.tenant_id !== input.tenantId) throw new ChannelConflictError(input.platform, input.accountId);
     const id = row?.id ?? randomUUID();
     // Encrypted inside the transaction: the token and its data key usage commit together.
     const sealed = await vault.encrypt(tokenLocation(input.tenantId, id), input.accessToken, client);
@@ -69,7 +70,10 @@ export async function connectChannel(
          token_key_version = EXCLUDED.token_key_version, graph_api = EXCLUDED.graph_api,
          status = 'active', status_reason = NULL, status_changed_at = now()`,
       [id, input.tenantId, input.platform, input.accountId, graphApi, sealed.blob, sealed.keyVersion],
-    );
+    ).catch((err: unknown) => {
+      if ((err as { code?: string; constraint?: string }).code === '23505') throw new ChannelConflictError(input.platform, input.accountId);
+      throw err;
+    });
     await appendAuditEvent(client, {
       tenantId: input.tenantId,
       actor: opts.actor ?? SYSTEM,
@@ -84,9 +88,10 @@ export async function connectChannel(
   });
 }
 
+/** Webhook routing, before any tenant is known: through the allow-listed `route_channel()`. */
 export async function findChannelByAccount(pool: Pool, platform: Platform, accountId: string): Promise<ChannelRoute | null> {
   const { rows } = await pool.query<{ id: string; tenant_id: string; platform: Platform; status: ChannelStatus }>(
-    'SELECT id, tenant_id, platform, status FROM channels WHERE platform = $1 AND account_id = $2',
+    'SELECT channel_id AS id, tenant_id, platform, status FROM route_channel($1, $2)',
     [platform, accountId],
   );
   const r = rows[0];
@@ -101,17 +106,20 @@ export async function findChannelByAccount(pool: Pool, platform: Platform, accou
 export async function loadChannelCredentials(
   pool: Pool,
   vault: SecretVault,
-  channelId: string,
+  channel: { tenantId: string; channelId: string },
   purpose: TokenPurpose,
   opts: { actor?: AuditActor } = {},
 ): Promise<ChannelCredentials> {
-  const { rows } = await pool.query<{
-    id: string; tenant_id: string; platform: Platform; status: ChannelStatus; account_id: string; graph_api: GraphApi; access_token_ciphertext: Buffer;
-  }>('SELECT id, tenant_id, platform, status, account_id, graph_api, access_token_ciphertext FROM channels WHERE id = $1', [channelId]);
+  const { channelId } = channel;
+  const { rows } = await withTenant(pool, channel.tenantId, (tx) =>
+    tx.query<{
+      id: string; tenant_id: string; platform: Platform; status: ChannelStatus; account_id: string; graph_api: GraphApi; access_token_ciphertext: Buffer;
+    }>('SELECT id, tenant_id, platform, status, account_id, graph_api, access_token_ciphertext FROM channels WHERE id = $1', [channelId]),
+  );
   const r = rows[0];
   if (!r) throw new Error(`channel ${channelId} does not exist`);
   const accessToken = await vault.decrypt(tokenLocation(r.tenant_id, r.id), r.access_token_ciphertext);
-  await withTransaction(pool, async (client) => {
+  await withTenant(pool, r.tenant_id, async (client) => {
     await recordSecretDecrypt(client, r.tenant_id, purpose);
     await appendAuditEvent(client, {
       tenantId: r.tenant_id,
@@ -139,11 +147,12 @@ export async function loadChannelCredentials(
  */
 export async function markChannelReauthRequired(
   pool: Pool,
-  channelId: string,
+  channel: { tenantId: string; channelId: string },
   reason: string,
   opts: { actor?: AuditActor; idempotencyKey?: string } = {},
 ): Promise<boolean> {
-  return withTransaction(pool, async (client) => {
+  const { channelId } = channel;
+  return withTenant(pool, channel.tenantId, async (client) => {
     const { rows } = await client.query<{ tenant_id: string; platform: Platform }>(
       `UPDATE channels SET status = 'reauth_required', status_reason = $2, status_changed_at = now()
        WHERE id = $1 AND status = 'active' RETURNING tenant_id, platform`,

@@ -12,7 +12,7 @@ import type {
 } from '../shared/types';
 import type { ChannelStatus } from './channels';
 import { outboundIdFromMetadata } from '../shared/outbound';
-import { withTransaction } from './pool';
+import { inTenant, withTenant, type Queryable } from './tenant-scope';
 
 export interface ConversationKey {
   tenantId: string;
@@ -49,7 +49,7 @@ export interface ConversationStateRow {
 
 /** Creates the conversation if needed and returns what a workflow run starts deciding with. */
 export async function loadConversationState(pool: Pool, key: ConversationKey): Promise<ConversationStateRow> {
-  return withTransaction(pool, async (client) => {
+  return withTenant(pool, key.tenantId, async (client) => {
     const conversationId = await upsertConversation(client, key);
     const { rows } = await client.query<{ state: ConversationMode; state_changed_at: Date; last_inbound_at: Date | null; last_human_at: Date | null }>(
       'SELECT state, state_changed_at, last_inbound_at, last_human_at FROM conversations WHERE id = $1',
@@ -82,7 +82,7 @@ export async function setConversationMode(
   reason: string,
   opts: ModeChangeActor = {},
 ): Promise<{ changed: boolean }> {
-  return withTransaction(pool, async (client) => {
+  return withTenant(pool, key.tenantId, async (client) => {
     const conversationId = await upsertConversation(client, key);
     const { rows } = await client.query<{ id: string }>(
       `UPDATE conversations SET state = $2, state_reason = $3, state_changed_at = now()
@@ -113,13 +113,20 @@ export interface ConversationRoute {
   channelStatus: ChannelStatus;
 }
 
-export async function getConversationRoute(pool: Pick<Pool, 'query'>, conversationId: string): Promise<ConversationRoute | null> {
+/**
+ * A conversation by id alone (routes addressed by conversation id): its tenant comes from the
+ * allow-listed `conversation_tenant()`, the rest is read inside that tenant's scope.
+ */
+export async function getConversationRoute(pool: Pool, conversationId: string): Promise<ConversationRoute | null> {
   if (!UUID.test(conversationId)) return null;
-  const { rows } = await pool.query<{ id: string; tenant_id: string; channel_id: string; platform: Platform; customer_id: string; status: ChannelStatus }>(
+  const tenant = await pool.query<{ tenant_id: string | null }>('SELECT conversation_tenant($1) AS tenant_id', [conversationId]);
+  const tenantId = tenant.rows[0]?.tenant_id;
+  if (!tenantId) return null;
+  const { rows } = await withTenant(pool, tenantId, (tx) => tx.query<{ id: string; tenant_id: string; channel_id: string; platform: Platform; customer_id: string; status: ChannelStatus }>(
     `SELECT c.id, c.tenant_id, c.channel_id, ch.platform, c.customer_id, ch.status
      FROM conversations c JOIN channels ch ON ch.id = c.channel_id WHERE c.id = $1`,
     [conversationId],
-  );
+  ));
   const r = rows[0];
   return r ? { conversationId: r.id, tenantId: r.tenant_id, channelId: r.channel_id, platform: r.platform, customerId: r.customer_id, channelStatus: r.status } : null;
 }
@@ -191,7 +198,7 @@ export async function recordInbound(pool: Pool, key: ConversationKey, event: Mes
   const mid = event.mid ?? event.dedupeKey;
   const kind = turnKind(event);
   const text = event.kind === 'postback' ? (event.title ?? null) : (event.text ?? null);
-  return withTransaction(pool, async (client) => {
+  return withTenant(pool, key.tenantId, async (client) => {
     const conversationId = await upsertConversation(client, key, at);
     const inserted = await client.query<{ id: string }>(
       `INSERT INTO messages (tenant_id, channel_id, conversation_id, direction, author, kind, mid, text, payload, status, meta_timestamp)
@@ -246,8 +253,12 @@ export interface NewOutbound {
  * back (keyed by `in_reply_to` or `client_ref`), so a message already sent is never sent twice.
  */
 export async function createOutbound(pool: Pool, input: NewOutbound): Promise<OutboundRow> {
+  return withTenant(pool, input.tenantId, (tx) => insertOutbound(tx, input));
+}
+
+async function insertOutbound(db: Queryable, input: NewOutbound): Promise<OutboundRow> {
   const conflict = input.inReplyTo ? '(in_reply_to) WHERE in_reply_to IS NOT NULL' : input.clientRef ? '(conversation_id, client_ref) WHERE client_ref IS NOT NULL' : undefined;
-  const { rows } = await pool.query<OutboundRow>(
+  const { rows } = await db.query<OutboundRow>(
     `INSERT INTO messages (tenant_id, channel_id, conversation_id, direction, author, kind, text, status, in_reply_to, covers, client_ref)
      VALUES ($1, $2, $3, 'outbound', $4, 'text', $5, 'pending', $6, $7, $8)
      ${conflict ? `ON CONFLICT ${conflict} DO NOTHING` : ''}
@@ -256,30 +267,31 @@ export async function createOutbound(pool: Pool, input: NewOutbound): Promise<Ou
   );
   if (rows[0]) return rows[0];
   const existing = input.inReplyTo
-    ? await pool.query<OutboundRow>('SELECT id, status, mid FROM messages WHERE in_reply_to = $1', [input.inReplyTo])
-    : await pool.query<OutboundRow>('SELECT id, status, mid FROM messages WHERE conversation_id = $1 AND client_ref = $2', [input.conversationId, input.clientRef]);
+    ? await db.query<OutboundRow>('SELECT id, status, mid FROM messages WHERE in_reply_to = $1', [input.inReplyTo])
+    : await db.query<OutboundRow>('SELECT id, status, mid FROM messages WHERE conversation_id = $1 AND client_ref = $2', [input.conversationId, input.clientRef]);
   return existing.rows[0]!;
 }
 
-export async function getOutbound(pool: Pick<Pool, 'query'>, id: string): Promise<(OutboundRow & { text: string | null }) | null> {
-  const { rows } = await pool.query<OutboundRow & { text: string | null }>('SELECT id, status, mid, text FROM messages WHERE id = $1', [id]);
+export async function getOutbound(db: Pool | Queryable, tenantId: string, id: string): Promise<(OutboundRow & { text: string | null }) | null> {
+  const { rows } = await inTenant(db, tenantId, (tx) => tx.query<OutboundRow & { text: string | null }>('SELECT id, status, mid, text FROM messages WHERE id = $1', [id]));
   return rows[0] ?? null;
 }
 
 /** Delivery receipts may have overtaken the send's answer: a row already delivered/read keeps its status. */
 export async function markOutboundSent(
-  pool: Pick<Pool, 'query'>,
+  db: Pool | Queryable,
+  tenantId: string,
   id: string,
   mid: string,
   policy?: { messagingType: 'RESPONSE' | 'MESSAGE_TAG'; tag?: 'HUMAN_AGENT' },
 ): Promise<void> {
-  await pool.query(
+  await inTenant(db, tenantId, (tx) => tx.query(
     `UPDATE messages SET status = CASE WHEN status IN ('delivered', 'read') THEN status ELSE 'sent' END,
        mid = COALESCE(mid, $2), sent_at = COALESCE(sent_at, now()), error = NULL,
        messaging_type = COALESCE($3, messaging_type), message_tag = COALESCE($4, message_tag)
      WHERE id = $1`,
     [id, mid, policy?.messagingType ?? null, policy?.tag ?? null],
-  );
+  ));
 }
 
 /**
@@ -287,17 +299,17 @@ export async function markOutboundSent(
  * an earlier attempt (crashed, timed out) may have reached Meta, so sending again could deliver a
  * second copy — the caller reports the send as ambiguous instead.
  */
-export async function claimSendRound(pool: Pick<Pool, 'query'>, id: string, round: number): Promise<boolean> {
-  const { rowCount } = await pool.query(
+export async function claimSendRound(db: Pool | Queryable, tenantId: string, id: string, round: number): Promise<boolean> {
+  const { rowCount } = await inTenant(db, tenantId, (tx) => tx.query(
     `UPDATE messages SET send_round = $2 WHERE id = $1 AND status = 'pending' AND send_round IS DISTINCT FROM $2`,
     [id, round],
-  );
+  ));
   return rowCount === 1;
 }
 
 /** Meta answered (with an error): the request did not deliver anything, a retry is safe. */
-export async function releaseSendRound(pool: Pick<Pool, 'query'>, id: string): Promise<void> {
-  await pool.query('UPDATE messages SET send_round = NULL WHERE id = $1', [id]);
+export async function releaseSendRound(db: Pool | Queryable, tenantId: string, id: string): Promise<void> {
+  await inTenant(db, tenantId, (tx) => tx.query('UPDATE messages SET send_round = NULL WHERE id = $1', [id]));
 }
 
 export interface SendErrorRecord {
@@ -308,18 +320,18 @@ export interface SendErrorRecord {
   reason: string;
 }
 
-export async function markOutboundFailed(pool: Pick<Pool, 'query'>, id: string, error: SendErrorRecord): Promise<void> {
-  await pool.query(`UPDATE messages SET status = 'failed', error = $2 WHERE id = $1 AND status = 'pending'`, [id, JSON.stringify(error)]);
+export async function markOutboundFailed(db: Pool | Queryable, tenantId: string, id: string, error: SendErrorRecord): Promise<void> {
+  await inTenant(db, tenantId, (tx) => tx.query(`UPDATE messages SET status = 'failed', error = $2 WHERE id = $1 AND status = 'pending'`, [id, JSON.stringify(error)]));
 }
 
 /** Decided but not sendable under Meta's messaging window: kept with the reason, never sent. */
-export async function markOutboundOutsideWindow(pool: Pick<Pool, 'query'>, id: string, reason: string): Promise<void> {
-  await pool.query(`UPDATE messages SET status = 'outside_window', error = $2 WHERE id = $1 AND status = 'pending'`, [id, JSON.stringify({ type: 'OutsideWindow', reason })]);
+export async function markOutboundOutsideWindow(db: Pool | Queryable, tenantId: string, id: string, reason: string): Promise<void> {
+  await inTenant(db, tenantId, (tx) => tx.query(`UPDATE messages SET status = 'outside_window', error = $2 WHERE id = $1 AND status = 'pending'`, [id, JSON.stringify({ type: 'OutsideWindow', reason })]));
 }
 
 /** Marks the human agent's activity (an operator send): the handoff's idle clock restarts. */
-export async function touchHumanActivity(pool: Pick<Pool, 'query'>, conversationId: string, at: Date): Promise<void> {
-  await pool.query('UPDATE conversations SET last_human_at = GREATEST(last_human_at, $2) WHERE id = $1', [conversationId, at]);
+export async function touchHumanActivity(db: Pool | Queryable, tenantId: string, conversationId: string, at: Date): Promise<void> {
+  await inTenant(db, tenantId, (tx) => tx.query('UPDATE conversations SET last_human_at = GREATEST(last_human_at, $2) WHERE id = $1', [conversationId, at]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -338,7 +350,7 @@ export interface RecordedEcho {
  */
 export async function recordEcho(pool: Pool, key: ConversationKey, event: EchoEvent, matchedOutboundId?: string): Promise<RecordedEcho> {
   const outboundId = outboundIdFromMetadata(event.metadata) ?? matchedOutboundId;
-  return withTransaction(pool, async (client) => {
+  return withTenant(pool, key.tenantId, async (client) => {
     if (outboundId) {
       const { rowCount } = await client.query(
         `UPDATE messages SET mid = COALESCE(mid, $3), sent_at = COALESCE(sent_at, now()),
@@ -416,7 +428,7 @@ async function applyEffect(client: PoolClient, key: ConversationKey, conversatio
  * messages, deletion erases the content) in the same transaction.
  */
 export async function applyConversationEvent(pool: Pool, key: ConversationKey, event: InboundEvent): Promise<{ effect: EventEffect }> {
-  return withTransaction(pool, async (client) => {
+  return withTenant(pool, key.tenantId, async (client) => {
     const conversationId = await upsertConversation(client, key);
     const { rowCount } = await client.query(
       `INSERT INTO conversation_events (tenant_id, channel_id, conversation_id, kind, dedupe_key, payload, occurred_at)

@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { inTenant, type Queryable } from './tenant-scope';
 import { describeAttachment } from '../ai/prompt';
 
 export interface HistoryMessage {
@@ -19,9 +20,9 @@ interface Row {
  * itself), and so is anything newer than them. Deleted messages are skipped; outbound messages
  * count only once they were actually sent (not pending, failed or outside the window).
  */
-export async function loadRecentMessages(pool: Pick<Pool, 'query'>, conversationId: string, limit: number, excludeIds: string[]): Promise<HistoryMessage[]> {
+export async function loadRecentMessages(pool: Pool | Queryable, tenantId: string, conversationId: string, limit: number, excludeIds: string[]): Promise<HistoryMessage[]> {
   if (limit <= 0) return [];
-  const { rows } = await pool.query<Row>(
+  const { rows } = await inTenant(pool, tenantId, (tx) => tx.query<Row>(
     `SELECT direction, kind, text, payload FROM (
        SELECT m.direction, m.kind, m.text, m.payload, m.created_at, m.id
        FROM messages m
@@ -34,7 +35,7 @@ export async function loadRecentMessages(pool: Pick<Pool, 'query'>, conversation
        LIMIT $2
      ) recent ORDER BY created_at, id`,
     [conversationId, limit, excludeIds],
-  );
+  ));
   const out: HistoryMessage[] = [];
   for (const r of rows) {
     const text = renderStored(r);

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Pool, PoolClient } from 'pg';
-
-type Queryable = Pick<Pool | PoolClient, 'query'>;
+import type { Pool } from 'pg';
+import { inTenant, type Queryable } from './tenant-scope';
 
 /** A catalog entry's fields, as imported and as stored. */
 export interface ProductFields {
@@ -36,7 +35,11 @@ export interface ProductSearchOptions {
  * tenant's own catalog within one or two edits ("jakcet" → "jacket"). Built-in features only:
  * pg_trgm and fuzzystrmatch are not installed.
  */
-export async function searchProducts(pool: Queryable, tenantId: string, query: string, options: ProductSearchOptions | number = {}): Promise<Product[]> {
+export async function searchProducts(db: Pool | Queryable, tenantId: string, query: string, options: ProductSearchOptions | number = {}): Promise<Product[]> {
+  return inTenant(db, tenantId, (tx) => searchIn(tx, tenantId, query, options));
+}
+
+async function searchIn(pool: Queryable, tenantId: string, query: string, options: ProductSearchOptions | number): Promise<Product[]> {
   const opts = typeof options === 'number' ? { limit: options } : options;
   const words = searchWords(query);
   if (words.length === 0) return [];
@@ -135,11 +138,11 @@ export interface NewProduct {
   url?: string;
 }
 
-export async function addProduct(pool: Queryable, tenantId: string, p: NewProduct): Promise<{ id: string; sku: string }> {
+export async function addProduct(db: Pool | Queryable, tenantId: string, p: NewProduct): Promise<{ id: string; sku: string }> {
   const sku = p.sku ?? randomUUID();
-  const { rows } = await pool.query<{ id: string }>(
+  const { rows } = await inTenant(db, tenantId, (tx) => tx.query<{ id: string }>(
     `INSERT INTO products (tenant_id, sku, name, description, price, currency, stock, url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
     [tenantId, sku, p.name, p.description ?? '', p.price ?? null, p.currency ?? null, p.stock ?? null, p.url ?? null],
-  );
+  ));
   return { id: rows[0]!.id, sku };
 }

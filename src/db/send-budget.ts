@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { inTenant, type Queryable } from './tenant-scope';
 import { z } from 'zod';
 import type { SendSlot } from '../shared/types';
 
@@ -42,7 +43,7 @@ const elapsedSeconds = `GREATEST(0, EXTRACT(EPOCH FROM ($2::timestamptz - b.refi
 const refilledTokens = (rate: string) => `LEAST(${capacity(rate)}, b.tokens + ${effectiveRate(rate)} * ${elapsedSeconds})`;
 
 /** The first reservation or report of a channel creates its full bucket. */
-async function ensureBudgetRow(pool: Pick<Pool, 'query'>, channelId: string, now: Date): Promise<void> {
+async function ensureBudgetRow(pool: Queryable, channelId: string, now: Date): Promise<void> {
   const { rows } = await pool.query<{ found: boolean }>(
     `WITH ins AS (
        INSERT INTO channel_send_budgets (channel_id, tenant_id, tokens, refilled_at)
@@ -85,7 +86,7 @@ const RESERVE_SQL = `
  * Takes one send token of the channel, or says how long to wait: until the pause ends, or until
  * one token has refilled. A refusal changes nothing, so waiting and asking again is always safe.
  */
-export async function reserveSendSlot(pool: Pick<Pool, 'query'>, channelId: string, now: Date = new Date()): Promise<SendSlot> {
+async function reserveSendSlotIn(pool: Queryable, channelId: string, now: Date = new Date()): Promise<SendSlot> {
   let { rows } = await pool.query<ReserveRow>(RESERVE_SQL, [channelId, now]);
   if (!rows[0]) {
     await ensureBudgetRow(pool, channelId, now);
@@ -146,7 +147,7 @@ const channelRate = `(SELECT send_rate_per_sec::float8 FROM channels WHERE id = 
  * Adaptive backoff from what Meta told us about one send: usage percentages, the time to regain
  * access, or a throttling error. Tokens earned at the old rate are settled before the rate changes.
  */
-export async function recordUsageFeedback(pool: Pick<Pool, 'query'>, channelId: string, feedback: UsageFeedback, now: Date = new Date()): Promise<UsageFeedbackResult> {
+async function recordUsageFeedbackIn(pool: Queryable, channelId: string, feedback: UsageFeedback, now: Date = new Date()): Promise<UsageFeedbackResult> {
   const parsed = feedbackSchema.safeParse(feedback);
   if (!parsed.success) {
     throw new TypeError(`invalid usage feedback: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
@@ -192,7 +193,7 @@ export interface SendBudgetStatus {
 }
 
 /** Read-only view for dashboards and the workflow's state query; null for an unknown channel. */
-export async function sendBudgetStatus(pool: Pick<Pool, 'query'>, channelId: string, now: Date = new Date()): Promise<SendBudgetStatus | null> {
+async function sendBudgetStatusIn(pool: Queryable, channelId: string, now: Date = new Date()): Promise<SendBudgetStatus | null> {
   const { rows } = await pool.query<{
     rate: number; tokens: number | null; refilled_at: Date | null; throttle_factor: number | null; paused_until: Date | null; pause_reason: string | null; updated_at: Date | null;
   }>(
@@ -218,4 +219,19 @@ export async function sendBudgetStatus(pool: Pick<Pool, 'query'>, channelId: str
     pauseReason: paused ? r.pause_reason : null,
     updatedAt: r.updated_at,
   };
+}
+
+/** In the channel's tenant scope: given the pool, its own; given a client, the caller's. */
+export function reserveSendSlot(db: Pool | Queryable, tenantId: string, channelId: string, now: Date = new Date()): Promise<SendSlot> {
+  return inTenant(db, tenantId, (tx) => reserveSendSlotIn(tx, channelId, now));
+}
+
+/** In the channel's tenant scope: given the pool, its own; given a client, the caller's. */
+export function recordUsageFeedback(db: Pool | Queryable, tenantId: string, channelId: string, feedback: UsageFeedback, now: Date = new Date()): Promise<UsageFeedbackResult> {
+  return inTenant(db, tenantId, (tx) => recordUsageFeedbackIn(tx, channelId, feedback, now));
+}
+
+/** In the channel's tenant scope: given the pool, its own; given a client, the caller's. */
+export function sendBudgetStatus(db: Pool | Queryable, tenantId: string, channelId: string, now: Date = new Date()): Promise<SendBudgetStatus | null> {
+  return inTenant(db, tenantId, (tx) => sendBudgetStatusIn(tx, channelId, now));
 }

@@ -5,7 +5,7 @@ import type { SecretLocation, SecretVault } from '../crypto/vault';
 import type { AgentSettings, ReplyEngineKind } from '../shared/types';
 import type { AuditActor } from './channels';
 import { recordSecretDecrypt } from './channels';
-import { withTransaction } from './pool';
+import { inTenant, withTenant, type Queryable } from './tenant-scope';
 
 /**
  * A tenant's assistant: who it is, what it knows about the business, which engine answers and how
@@ -85,13 +85,13 @@ interface SettingsRow {
 
 const llmKeyLocation = (tenantId: string, rowId: string): SecretLocation => ({ tenantId, table: 'tenant_settings', column: 'llm_api_key', rowId });
 
-export async function loadTenantSettings(pool: Pick<Pool, 'query'>, tenantId: string): Promise<TenantSettings> {
-  const { rows } = await pool.query<SettingsRow>(
+export async function loadTenantSettings(pool: Pool | Queryable, tenantId: string): Promise<TenantSettings> {
+  const { rows } = await inTenant(pool, tenantId, (tx) => tx.query<SettingsRow>(
     `SELECT id, assistant, reply_engine, llm_base_url, llm_model, llm_api_key_ciphertext IS NOT NULL AS has_key,
             debounce_ms, history_messages, turn_deadline_ms, story_replies, handoff_idle_ms
      FROM tenant_settings WHERE tenant_id = $1`,
     [tenantId],
-  );
+  ));
   const r = rows[0];
   if (!r) {
     return { assistant: {}, engine: 'catalog', llm: { baseUrl: null, model: null, hasApiKey: false }, historyMessages: 12, agent: { ...DEFAULT_AGENT_SETTINGS } };
@@ -133,7 +133,7 @@ export async function updateTenantSettings(
   patch: TenantSettingsPatch,
   opts: { actor: AuditActor; requestId?: string; ip?: string },
 ): Promise<TenantSettings> {
-  await withTransaction(pool, async (client) => {
+  await withTenant(pool, tenantId, async (client) => {
     const { rows } = await client.query<{ id: string }>(
       `INSERT INTO tenant_settings (tenant_id) VALUES ($1)
        ON CONFLICT (tenant_id) DO UPDATE SET updated_at = now() RETURNING id`,
@@ -188,14 +188,14 @@ export async function updateTenantSettings(
  * token (purpose `ai.reply`). Null when the tenant stored none (e.g. a local Ollama).
  */
 export async function loadLlmApiKey(pool: Pool, vault: SecretVault, tenantId: string): Promise<string | null> {
-  const { rows } = await pool.query<{ id: string; llm_api_key_ciphertext: Buffer | null }>(
+  const { rows } = await inTenant(pool, tenantId, (tx) => tx.query<{ id: string; llm_api_key_ciphertext: Buffer | null }>(
     'SELECT id, llm_api_key_ciphertext FROM tenant_settings WHERE tenant_id = $1',
     [tenantId],
-  );
+  ));
   const r = rows[0];
   if (!r?.llm_api_key_ciphertext) return null;
   const key = await vault.decrypt(llmKeyLocation(tenantId, r.id), r.llm_api_key_ciphertext);
-  await withTransaction(pool, async (client) => {
+  await withTenant(pool, tenantId, async (client) => {
     await recordSecretDecrypt(client, tenantId, 'ai.reply');
     await appendAuditEvent(client, {
       tenantId,

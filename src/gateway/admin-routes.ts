@@ -14,6 +14,7 @@ import { getConversationRoute } from '../db/conversations';
 import { searchProducts } from '../db/products';
 import { loadTenantSettings, SettingsError, tenantSettingsPatchSchema, updateTenantSettings } from '../db/tenant-settings';
 import { tenantExists } from '../db/tenants';
+import { withTenant } from '../db/tenant-scope';
 import type { Logger } from '../logger';
 import { withTemporalDeadline } from '../temporal/client';
 import { conversationWorkflowId } from '../temporal/ids';
@@ -22,6 +23,7 @@ import { auditActorOf, type Permission } from '../auth/permissions';
 import { dispatchOperatorCommand } from './conversation-dispatch';
 import { sendError } from './errors';
 import { denialAuditor, requirePermission } from './principal';
+import { parseBody, problemsOf, sendInvalid, sendProblems } from './json-request';
 import { readBodyOr413 } from './raw-body';
 
 /**
@@ -53,7 +55,6 @@ export interface AdminDeps {
   logger: Logger;
 }
 
-const MAX_JSON_BODY_BYTES = 64 * 1024;
 /** A 422 lists at most this many catalog problems (the count says how many there were). */
 const MAX_LISTED_PROBLEMS = 1000;
 
@@ -81,48 +82,6 @@ const listQuery = z.object({
   q: z.string().trim().max(200, 'must be at most 200 characters').optional(),
   limit: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(50, 'must be at most 50').default(20),
 });
-
-type Problem = { path: string; message: string };
-const problemsOf = (error: z.ZodError, prefix = ''): Problem[] =>
-  error.issues.map((i) => ({ path: prefix + (i.path.map(String).join('.') || '(body)'), message: i.message }));
-
-function sendProblems(ctx: Context, status: number, code: string, message: string, problems: unknown[], extra: Record<string, unknown> = {}): void {
-  ctx.status = status;
-  ctx.body = { error: { code, message, problems, ...extra } };
-}
-
-function sendInvalid(ctx: Context, problems: Problem[]): void {
-  sendProblems(ctx, 400, 'invalid_request', problems.map((p) => `${p.path}: ${p.message}`).join('; '), problems);
-}
-
-/** The request body as JSON (415 / 413 / 400 answered here; undefined then). */
-async function readJsonBody(ctx: Context): Promise<{ value: unknown } | undefined> {
-  if (!ctx.is('application/json')) {
-    sendError(ctx, 415, 'unsupported_media_type', 'Content-Type must be application/json');
-    return undefined;
-  }
-  const raw = await readBodyOr413(ctx, MAX_JSON_BODY_BYTES, 'request body');
-  if (!raw) return undefined;
-  try {
-    return { value: JSON.parse(raw.toString('utf8')) };
-  } catch (err) {
-    // V8's message quotes the input; name only the position.
-    const at = /position (\d+)/.exec((err as Error).message)?.[1];
-    sendError(ctx, 400, 'malformed_json', `request body is not valid JSON${at ? ` (error at character ${at})` : ''}`);
-    return undefined;
-  }
-}
-
-async function parseBody<S extends z.ZodType>(ctx: Context, schema: S): Promise<z.infer<S> | undefined> {
-  const body = await readJsonBody(ctx);
-  if (!body) return undefined;
-  const parsed = schema.safeParse(body.value);
-  if (!parsed.success) {
-    sendInvalid(ctx, problemsOf(parsed.error));
-    return undefined;
-  }
-  return parsed.data;
-}
 
 function parseParam(ctx: Context, name: string, what: string): string | undefined {
   const parsed = uuidParam.safeParse(ctx.params[name]);
@@ -250,10 +209,12 @@ export function adminRoutes(deps: AdminDeps): Router {
       ctx.body = { products: await searchProducts(pool, tenantId, query.q, { limit: query.limit }) };
       return;
     }
-    const { rows } = await pool.query(
-      `SELECT id, sku, name, description, price::text AS price, currency, stock, url, updated_at AS "updatedAt"
-       FROM products WHERE tenant_id = $1 ORDER BY name, sku LIMIT $2`,
-      [tenantId, query.limit],
+    const { rows } = await withTenant(pool, tenantId, (tx) =>
+      tx.query(
+        `SELECT id, sku, name, description, price::text AS price, currency, stock, url, updated_at AS "updatedAt"
+         FROM products WHERE tenant_id = $1 ORDER BY name, sku LIMIT $2`,
+        [tenantId, query.limit],
+      ),
     );
     ctx.body = { products: rows };
   });
@@ -361,9 +322,11 @@ export function adminRoutes(deps: AdminDeps): Router {
       ctx.body = { running: true, conversationId: route.conversationId, workflowId, ...live };
       return;
     }
-    const { rows } = await pool.query<{ state: string; state_reason: string | null; state_changed_at: Date; last_inbound_at: Date | null; last_human_at: Date | null }>(
-      'SELECT state, state_reason, state_changed_at, last_inbound_at, last_human_at FROM conversations WHERE id = $1',
-      [route.conversationId],
+    const { rows } = await withTenant(pool, route.tenantId, (tx) =>
+      tx.query<{ state: string; state_reason: string | null; state_changed_at: Date; last_inbound_at: Date | null; last_human_at: Date | null }>(
+        'SELECT state, state_reason, state_changed_at, last_inbound_at, last_human_at FROM conversations WHERE id = $1',
+        [route.conversationId],
+      ),
     );
     const r = rows[0];
     if (!r) return sendError(ctx, 404, 'conversation_not_found', `no conversation ${route.conversationId}`);

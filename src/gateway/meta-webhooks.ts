@@ -3,7 +3,7 @@ import type { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
 import { appendAuditEvent, appendAuditEvents } from '../audit/log';
 import type { Config } from '../config';
-import { withTransaction } from '../db/pool';
+import { withPlatform } from '../db/tenant-scope';
 import { findChannelByAccount, type ChannelRoute } from '../db/channels';
 import { recordUnrouted, type UnroutedRow } from '../db/unrouted';
 import type { Logger } from '../logger';
@@ -102,8 +102,8 @@ export function metaWebhookRoutes(deps: WebhookDeps): Router {
     try {
       const { routed, unrouted } = await routeEvents(pool, parsed);
       if (unrouted.length > 0) {
-        // The unrouted rows and their audit events commit together.
-        await withTransaction(pool, async (client) => {
+        // The unrouted rows and their audit events (the platform chain) commit together.
+        await withPlatform(pool, async (client) => {
           await recordUnrouted(client, unrouted);
           await appendAuditEvents(
             client,

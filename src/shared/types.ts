@@ -238,6 +238,7 @@ export type SendPolicy =
   | { send: false; reason: string };
 
 export interface SendOutboundInput {
+  tenantId: string;
   channelId: string;
   outboundId: string;
   customerId: string;

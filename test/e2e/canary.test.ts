@@ -42,11 +42,11 @@ describe('canaries never leak', () => {
 
     // 1. The happy path: a reply is sent.
     expect(await post(delivery('m_canary_ok', TEXT))).toBe(200);
-    await eventually(async () => (await stack.db.pool.query(`SELECT 1 FROM messages WHERE direction = 'outbound' AND status = 'sent'`)).rowCount === 1);
+    await eventually(async () => (await stack.db.ownerPool.query(`SELECT 1 FROM messages WHERE direction = 'outbound' AND status = 'sent'`)).rowCount === 1);
     // 2. The Send API rejects the token: the failure path records and logs an error.
     stack.sandbox.failNext({ count: 1, preset: 'token_expired' });
     expect(await post(delivery('m_canary_fail', `${TEXT} (again)`))).toBe(200);
-    await eventually(async () => (await stack.db.pool.query(`SELECT 1 FROM messages WHERE status = 'failed'`)).rowCount === 1);
+    await eventually(async () => (await stack.db.ownerPool.query(`SELECT 1 FROM messages WHERE status = 'failed'`)).rowCount === 1);
     // 3. Refused deliveries that carry the canaries in their bodies.
     expect(await post(`{"object":"page","entry":[{"id":"${PAGE_A}","text":"${TEXT}"`)).toBe(400);
     expect(await post(delivery('m_canary_unsigned', TEXT), { signature: 'sha256=' + '0'.repeat(64) })).toBe(401);
@@ -56,7 +56,7 @@ describe('canaries never leak', () => {
   afterAll(() => stack.close());
 
   it('the conversation itself works and keeps the text where it belongs', async () => {
-    const { rows } = await stack.db.pool.query<{ text: string }>(`SELECT text FROM messages WHERE direction = 'inbound' ORDER BY created_at`);
+    const { rows } = await stack.db.ownerPool.query<{ text: string }>(`SELECT text FROM messages WHERE direction = 'inbound' ORDER BY created_at`);
     expect(rows.map((r) => r.text)).toEqual([TEXT, `${TEXT} (again)`]);
     const sent = stack.sandbox.requests().filter((r) => r.status === 200);
     expect(sent).toHaveLength(1);
@@ -76,7 +76,7 @@ describe('canaries never leak', () => {
   });
 
   it('no error recorded on a message carries them, and the Send API saw the token only as a hash', async () => {
-    const { rows } = await stack.db.pool.query<{ error: unknown }>(`SELECT error FROM messages WHERE error IS NOT NULL`);
+    const { rows } = await stack.db.ownerPool.query<{ error: unknown }>(`SELECT error FROM messages WHERE error IS NOT NULL`);
     expect(rows).toHaveLength(1);
     expect(findCanaries(JSON.stringify(rows))).toEqual([]);
     expect(JSON.stringify(stack.sandbox.requests())).not.toContain(TOKEN);

@@ -44,10 +44,10 @@ describe('the conversation agent, end to end', () => {
   const sendCalls = () => stack.sandbox.requests().filter((r) => r.method === 'POST' && r.path.endsWith('/messages'));
   const sendsTo = (customerId: string) => sendCalls().filter((c) => (c.body as Json)?.recipient?.id === customerId);
   const conversationOf = async (customerId: string) =>
-    (await stack.db.pool.query<{ id: string; state: string }>('SELECT id, state FROM conversations WHERE customer_id = $1', [customerId])).rows[0];
+    (await stack.db.ownerPool.query<{ id: string; state: string }>('SELECT id, state FROM conversations WHERE customer_id = $1', [customerId])).rows[0];
   const rowsOf = async (customerId: string) =>
     (
-      await stack.db.pool.query<{ id: string; direction: string; author: string; kind: string; mid: string | null; text: string | null; payload: Json; status: string; reactions: Json[]; deleted_at: Date | null; messaging_type: string | null; message_tag: string | null; error: Json | null }>(
+      await stack.db.ownerPool.query<{ id: string; direction: string; author: string; kind: string; mid: string | null; text: string | null; payload: Json; status: string; reactions: Json[]; deleted_at: Date | null; messaging_type: string | null; message_tag: string | null; error: Json | null }>(
         `SELECT m.id, direction, author, kind, mid, text, payload, status, reactions, deleted_at, messaging_type, message_tag, error
          FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.customer_id = $1 ORDER BY m.created_at`,
         [customerId],
@@ -115,7 +115,7 @@ describe('the conversation agent, end to end', () => {
 
     await settle();
     expect(sendsTo(who)).toHaveLength(1);
-    const events = await stack.db.pool.query<{ kind: string }>('SELECT kind FROM conversation_events e JOIN conversations c ON c.id = e.conversation_id WHERE c.customer_id = $1 ORDER BY kind', [who]);
+    const events = await stack.db.ownerPool.query<{ kind: string }>('SELECT kind FROM conversation_events e JOIN conversations c ON c.id = e.conversation_id WHERE c.customer_id = $1 ORDER BY kind', [who]);
     expect(events.rows.map((r) => r.kind)).toEqual(['delivery', 'message_deleted', 'reaction', 'read']);
   });
 

@@ -26,7 +26,7 @@ describe('webhook → Temporal → worker → Postgres → Send API', () => {
   const sendCalls = () => stack.sandbox.requests().filter((r) => r.method === 'POST' && r.path.endsWith('/messages'));
   const messagesFor = async (mid: string) =>
     (
-      await stack.db.pool.query<{ direction: string; status: string; mid: string | null; text: string; error: { code?: number } | null }>(
+      await stack.db.ownerPool.query<{ direction: string; status: string; mid: string | null; text: string; error: { code?: number } | null }>(
         `SELECT direction, status, mid, text, error FROM messages
          WHERE mid = $1 OR in_reply_to = (SELECT id FROM messages WHERE mid = $1) ORDER BY direction`,
         [mid],
@@ -42,7 +42,7 @@ describe('webhook → Temporal → worker → Postgres → Send API', () => {
   afterAll(() => stack.close());
   beforeEach(async () => {
     stack.sandbox.reset();
-    await stack.db.pool.query(`UPDATE channels SET status = 'active', status_reason = NULL`);
+    await stack.db.ownerPool.query(`UPDATE channels SET status = 'active', status_reason = NULL`);
   });
 
   it('one inbound message → exactly one reply at the Send API and two rows', async () => {
@@ -68,7 +68,7 @@ describe('webhook → Temporal → worker → Postgres → Send API', () => {
     expect(JSON.stringify(stack.sandbox.requests())).not.toContain(TOKEN);
     expect(call.tokenHash).toMatch(/^sha256:/);
     // The decrypt that made this send possible is counted and attributed.
-    const decrypts = await stack.db.pool.query('SELECT purpose, count::int AS n FROM secret_decrypts WHERE tenant_id = $1', [tenantId]);
+    const decrypts = await stack.db.ownerPool.query('SELECT purpose, count::int AS n FROM secret_decrypts WHERE tenant_id = $1', [tenantId]);
     expect(decrypts.rows).toEqual([{ purpose: 'graph.send', n: 1 }]);
   });
 
@@ -86,9 +86,9 @@ describe('webhook → Temporal → worker → Postgres → Send API', () => {
     // Give a wrongly-duplicated reply time to show up before counting.
     await new Promise((r) => setTimeout(r, 1500));
     expect(sendCalls()).toHaveLength(1);
-    const inbound = await stack.db.pool.query<{ id: string }>('SELECT id FROM messages WHERE mid = ANY ($1) ORDER BY meta_timestamp', [[sequential, concurrent]]);
+    const inbound = await stack.db.ownerPool.query<{ id: string }>('SELECT id FROM messages WHERE mid = ANY ($1) ORDER BY meta_timestamp', [[sequential, concurrent]]);
     expect(inbound.rows).toHaveLength(2);
-    const covers = await stack.db.pool.query<{ covers: string[] }>('SELECT covers FROM messages WHERE mid = $1', [reply.mid]);
+    const covers = await stack.db.ownerPool.query<{ covers: string[] }>('SELECT covers FROM messages WHERE mid = $1', [reply.mid]);
     expect(covers.rows[0]!.covers).toEqual(inbound.rows.map((r) => r.id));
     expect(await messagesFor(sequential)).toHaveLength(1);
   });
@@ -108,7 +108,7 @@ describe('webhook → Temporal → worker → Postgres → Send API', () => {
     expect((await postWebhook(stack.gatewayUrl, messengerDelivery(mid, 'anyone there?'))).status).toBe(200);
     const outbound = await eventually(async () => (await messagesFor(mid)).find((m) => m.direction === 'outbound' && m.status === 'failed'));
     expect(outbound.error).toMatchObject({ type: 'GraphAuthExpired', code: 190, subcode: 463 });
-    const { rows } = await stack.db.pool.query('SELECT status, status_reason FROM channels WHERE id = $1', [channelId]);
+    const { rows } = await stack.db.ownerPool.query('SELECT status, status_reason FROM channels WHERE id = $1', [channelId]);
     expect(rows[0]).toMatchObject({ status: 'reauth_required', status_reason: expect.stringContaining('190') });
     await new Promise((r) => setTimeout(r, 1500));
     expect(sendCalls()).toHaveLength(1);
@@ -118,7 +118,7 @@ describe('webhook → Temporal → worker → Postgres → Send API', () => {
     const mid = nextMid();
     await postWebhook(stack.gatewayUrl, messengerDelivery(mid, 'hello'));
     const reply = await eventually(async () => (await messagesFor(mid)).find((m) => m.direction === 'outbound' && m.status === 'sent'));
-    const { rows } = await stack.db.pool.query<{ id: string }>('SELECT id FROM messages WHERE mid = $1', [reply.mid]);
+    const { rows } = await stack.db.ownerPool.query<{ id: string }>('SELECT id FROM messages WHERE mid = $1', [reply.mid]);
     const now = Date.now();
     const echo = JSON.stringify({
       object: 'page',
@@ -127,9 +127,9 @@ describe('webhook → Temporal → worker → Postgres → Send API', () => {
     expect((await postWebhook(stack.gatewayUrl, echo)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 1500));
     expect(sendCalls()).toHaveLength(1);
-    const count = await stack.db.pool.query('SELECT count(*)::int AS n FROM messages WHERE conversation_id = (SELECT conversation_id FROM messages WHERE mid = $1)', [mid]);
+    const count = await stack.db.ownerPool.query('SELECT count(*)::int AS n FROM messages WHERE conversation_id = (SELECT conversation_id FROM messages WHERE mid = $1)', [mid]);
     expect(count.rows[0].n).toBeGreaterThanOrEqual(2);
-    const dup = await stack.db.pool.query('SELECT count(*)::int AS n FROM messages WHERE mid = $1', [reply.mid]);
+    const dup = await stack.db.ownerPool.query('SELECT count(*)::int AS n FROM messages WHERE mid = $1', [reply.mid]);
     expect(dup.rows[0].n).toBe(1);
   });
 });

@@ -59,7 +59,7 @@ function call(method: string, path: string, opts: { body?: string | Buffer; head
 const sendJson = (method: string, path: string, body: unknown, headers: Record<string, string> = {}) => call(method, path, { body: JSON.stringify(body), headers: { ...json, ...headers } });
 
 async function auditRows(action: string): Promise<Array<{ tenant_id: string | null; actor_type: string; actor_id: string | null; resource: string; outcome: string; reason: string | null; request_id: string | null; details: Record<string, unknown> }>> {
-  const { rows } = await db.pool.query('SELECT tenant_id, actor_type, actor_id, resource, outcome, reason, request_id, details FROM audit_events WHERE action = $1 ORDER BY id', [action]);
+  const { rows } = await db.ownerPool.query('SELECT tenant_id, actor_type, actor_id, resource, outcome, reason, request_id, details FROM audit_events WHERE action = $1 ORDER BY id', [action]);
   return rows;
 }
 
@@ -84,7 +84,7 @@ beforeAll(async () => {
 
   tenantId = (await createTenant(db.pool, 'Admin API Shop')).id;
   channelId = (await connectChannel(db.pool, vault, { tenantId, platform: 'messenger', accountId: '104829376511820', accessToken: `EAAB${randomBytes(20).toString('hex')}` })).id;
-  const { rows } = await db.pool.query<{ id: string }>('INSERT INTO conversations (tenant_id, channel_id, customer_id, last_inbound_at) VALUES ($1, $2, $3, now()) RETURNING id', [tenantId, channelId, customerId]);
+  const { rows } = await db.ownerPool.query<{ id: string }>('INSERT INTO conversations (tenant_id, channel_id, customer_id, last_inbound_at) VALUES ($1, $2, $3, now()) RETURNING id', [tenantId, channelId, customerId]);
   conversationId = rows[0]!.id;
 });
 
@@ -176,7 +176,7 @@ describe('tenant settings', () => {
       agent: { debounceMs: 1200, language: 'de' },
     });
 
-    const { rows } = await db.pool.query<{ llm_api_key_ciphertext: Buffer }>('SELECT llm_api_key_ciphertext FROM tenant_settings WHERE tenant_id = $1', [tenantId]);
+    const { rows } = await db.ownerPool.query<{ llm_api_key_ciphertext: Buffer }>('SELECT llm_api_key_ciphertext FROM tenant_settings WHERE tenant_id = $1', [tenantId]);
     expect(rows[0]!.llm_api_key_ciphertext.includes(Buffer.from(apiKey))).toBe(false);
     expect(await loadLlmApiKey(db.pool, vault, tenantId)).toBe(apiKey);
 
@@ -223,7 +223,7 @@ describe('tenant settings', () => {
 describe('catalog import and search', () => {
   const importPath = (mode?: string) => `/admin/tenants/${tenantId}/products/import${mode ? `?mode=${mode}` : ''}`;
   const products = async () =>
-    (await db.pool.query('SELECT sku, name, description, price::text AS price, currency, stock, url FROM products WHERE tenant_id = $1 ORDER BY sku', [tenantId])).rows;
+    (await db.ownerPool.query('SELECT sku, name, description, price::text AS price, currency, stock, url FROM products WHERE tenant_id = $1 ORDER BY sku', [tenantId])).rows;
 
   it('imports CSV (upsert), then JSON (replace) with inserted/updated/unchanged/deleted counts, audited', async () => {
     const csv = '\uFEFFsku,name,description,price,currency,stock,url\r\n' +
@@ -408,7 +408,7 @@ describe('conversations: operator commands and state', () => {
     expect((await call('GET', `/admin/conversations/${randomUUID()}/state`)).status).toBe(404);
     expect((await sendJson('POST', '/admin/conversations/123/handoff', { to: 'bot_active' })).status).toBe(400);
 
-    await db.pool.query(`UPDATE channels SET status = 'reauth_required' WHERE id = $1`, [channelId]);
+    await db.ownerPool.query(`UPDATE channels SET status = 'reauth_required' WHERE id = $1`, [channelId]);
     try {
       const signalsBefore = await signalNames(workflowId());
       const refused = await sendJson('POST', `/admin/conversations/${conversationId}/messages`, { text: 'hello?' });
@@ -419,7 +419,7 @@ describe('conversations: operator commands and state', () => {
       });
       expect(await signalNames(workflowId())).toEqual(signalsBefore);
     } finally {
-      await db.pool.query(`UPDATE channels SET status = 'active' WHERE id = $1`, [channelId]);
+      await db.ownerPool.query(`UPDATE channels SET status = 'active' WHERE id = $1`, [channelId]);
     }
   });
 

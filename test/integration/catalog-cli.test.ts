@@ -37,10 +37,10 @@ function file(name: string, content: string): string {
 }
 
 const products = async () =>
-  (await db.pool.query('SELECT sku, name, price::text AS price, currency, stock FROM products WHERE tenant_id = $1 ORDER BY sku', [tenantId])).rows;
+  (await db.ownerPool.query('SELECT sku, name, price::text AS price, currency, stock FROM products WHERE tenant_id = $1 ORDER BY sku', [tenantId])).rows;
 
 async function cliAudit(command: string): Promise<Array<{ outcome: string; reason: string | null; details: { args: Record<string, string> } }>> {
-  const { rows } = await db.pool.query("SELECT outcome, reason, details FROM audit_events WHERE action = 'cli.command' AND resource = $1 ORDER BY id", [`cli:${command}`]);
+  const { rows } = await db.ownerPool.query("SELECT outcome, reason, details FROM audit_events WHERE action = 'cli.command' AND resource = $1 ORDER BY id", [`cli:${command}`]);
   return rows;
 }
 
@@ -73,7 +73,7 @@ describe('products:import', () => {
     const txt = file('export.txt', 'sku,name\nSCF-3,Scarf\n');
     expect(await ok(['products:import', '--tenant', tenantId, '--file', txt, '--format', 'csv'])).toEqual({ inserted: 0, updated: 0, unchanged: 1, deleted: 0 });
 
-    const { rows } = await db.pool.query("SELECT actor_id, details FROM audit_events WHERE action = 'catalog.imported' AND tenant_id = $1 ORDER BY id", [tenantId]);
+    const { rows } = await db.ownerPool.query("SELECT actor_id, details FROM audit_events WHERE action = 'catalog.imported' AND tenant_id = $1 ORDER BY id", [tenantId]);
     expect(rows).toEqual([
       { actor_id: 'ops-test', details: { mode: 'upsert', format: 'csv', rows: 2, inserted: 2, updated: 0, unchanged: 0, deleted: 0 } },
       { actor_id: 'ops-test', details: { mode: 'replace', format: 'json', rows: 2, inserted: 1, updated: 1, unchanged: 0, deleted: 1 } },
@@ -129,7 +129,7 @@ describe('products:add', () => {
     expect(given).toEqual({ id: expect.any(String), sku: 'BOOT-9' });
     const generated = await ok<{ id: string; sku: string }>(['products:add', '--tenant', tenantId, '--name', 'Gloves']);
     expect(generated.sku).toMatch(/\S+/);
-    expect((await db.pool.query('SELECT sku FROM products WHERE id = $1', [generated.id])).rows).toEqual([{ sku: generated.sku }]);
+    expect((await db.ownerPool.query('SELECT sku FROM products WHERE id = $1', [generated.id])).rows).toEqual([{ sku: generated.sku }]);
 
     const taken = await cli(['products:add', '--tenant', tenantId, '--sku', 'BOOT-9', '--name', 'Other boots']);
     expect(taken.code).toBe(2);
@@ -162,10 +162,10 @@ describe('settings:show and settings:set', () => {
 
     const audited = await cliAudit('settings:set');
     expect(audited.map((a) => JSON.parse(a.details.args.json!).llmApiKey)).toEqual(['[from stdin]', '[redacted]']);
-    const everything = JSON.stringify((await db.pool.query('SELECT * FROM audit_events')).rows);
+    const everything = JSON.stringify((await db.ownerPool.query('SELECT * FROM audit_events')).rows);
     expect(everything).not.toContain(key);
     expect(everything).not.toContain(inline);
-    const { rows } = await db.pool.query("SELECT details FROM audit_events WHERE action = 'settings.updated' AND tenant_id = $1 ORDER BY id", [tenantId]);
+    const { rows } = await db.ownerPool.query("SELECT details FROM audit_events WHERE action = 'settings.updated' AND tenant_id = $1 ORDER BY id", [tenantId]);
     expect(rows.map((r) => r.details.fields)).toEqual([
       ['assistant', 'llmApiKey', 'llmBaseUrl', 'llmModel', 'replyEngine'],
       ['debounceMs', 'llmApiKey'],

@@ -159,13 +159,13 @@ class Dialogue {
         inReplyTo: recorded.at(-1)!.messageId,
         covers: recorded.map((r) => r.messageId),
       });
-      await markOutboundSent(db.pool, out.id, `m_out_${randomUUID()}`, { messagingType: 'RESPONSE' });
+      await markOutboundSent(db.pool, this.ref.tenantId, out.id, `m_out_${randomUUID()}`, { messagingType: 'RESPONSE' });
     }
     return { text: outcome.text, handoff: outcome.handoff, steps, calls, results, llm: llm.requests.slice(llmBefore) };
   }
 
   async state(): Promise<string> {
-    const { rows } = await db.pool.query<{ state: string }>('SELECT state FROM conversations WHERE channel_id = $1 AND customer_id = $2', [this.tenant.channelId, this.customerId]);
+    const { rows } = await db.ownerPool.query<{ state: string }>('SELECT state FROM conversations WHERE channel_id = $1 AND customer_id = $2', [this.tenant.channelId, this.customerId]);
     return rows[0]!.state;
   }
 }
@@ -681,7 +681,7 @@ describe('dialogues with the Chat Completions engine (scripted server)', () => {
     await d.turn(say('hi there'));
     llm.queue({ content: 'Which size?' });
     await d.turn(say('my secret is 1234'), say('I need boots'));
-    await db.pool.query(`UPDATE messages SET deleted_at = now(), text = NULL WHERE conversation_id = $1 AND text = 'my secret is 1234'`, [d.conversationId]);
+    await db.ownerPool.query(`UPDATE messages SET deleted_at = now(), text = NULL WHERE conversation_id = $1 AND text = 'my secret is 1234'`, [d.conversationId]);
     llm.queue({ content: 'Great, size 42 it is.' });
     const t = await d.turn(say('size 42'));
     expect(t.llm[0]!.body.messages.slice(1).map((m) => [m.role, m.content])).toEqual([

@@ -153,7 +153,7 @@ describe('tool activities', () => {
     expect(bad).toMatchObject({ callId: 'c', ok: false, content: { error: expect.stringMatching(/^invalid arguments: query:/) } });
     const handoff = await env.run(tools().handoffToHumanTool, { ref: catalogRef, conversationId, call: call('d', 'handoff_to_human', { reason: 'asked' }) });
     expect(handoff).toEqual({ callId: 'd', name: 'handoff_to_human', ok: true, content: { handed_off: true } });
-    const { rows } = await db.pool.query('SELECT state, state_reason FROM conversations WHERE channel_id = $1 AND customer_id = $2', [catalogRef.channelId, catalogRef.customerId]);
+    const { rows } = await db.ownerPool.query('SELECT state, state_reason FROM conversations WHERE channel_id = $1 AND customer_id = $2', [catalogRef.channelId, catalogRef.customerId]);
     expect(rows[0]).toEqual({ state: 'human_active', state_reason: 'tool:handoff_to_human' });
   });
 

@@ -50,7 +50,7 @@ beforeEach(() => sandbox.reset());
 
 async function newChannel(): Promise<{ channelId: string; conversationId: string }> {
   const { id } = await connectChannel(db.pool, vault, { tenantId, platform: 'messenger', accountId: String(nextAccount++), accessToken: TOKEN });
-  const { rows } = await db.pool.query<{ id: string }>(
+  const { rows } = await db.ownerPool.query<{ id: string }>(
     'INSERT INTO conversations (tenant_id, channel_id, customer_id) VALUES ($1, $2, $3) RETURNING id',
     [tenantId, id, PSID],
   );
@@ -58,7 +58,7 @@ async function newChannel(): Promise<{ channelId: string; conversationId: string
 }
 
 async function newOutbound(ref = { channelId, conversationId }, text = TEXT): Promise<string> {
-  const { rows } = await db.pool.query<{ id: string }>(
+  const { rows } = await db.ownerPool.query<{ id: string }>(
     `INSERT INTO messages (tenant_id, channel_id, conversation_id, direction, author, kind, text, status)
      VALUES ($1, $2, $3, 'outbound', 'bot', 'text', $4, 'pending') RETURNING id`,
     [tenantId, ref.channelId, ref.conversationId, text],
@@ -67,7 +67,7 @@ async function newOutbound(ref = { channelId, conversationId }, text = TEXT): Pr
 }
 
 async function row(id: string) {
-  const { rows } = await db.pool.query<{ status: string; mid: string | null; messaging_type: string | null; message_tag: string | null; sent_at: Date | null }>(
+  const { rows } = await db.ownerPool.query<{ status: string; mid: string | null; messaging_type: string | null; message_tag: string | null; sent_at: Date | null }>(
     'SELECT status, mid, messaging_type, message_tag, sent_at FROM messages WHERE id = $1',
     [id],
   );
@@ -75,7 +75,7 @@ async function row(id: string) {
 }
 
 function sendInput(outboundId: string, over: Partial<SendOutboundInput> = {}): SendOutboundInput {
-  return { channelId, outboundId, customerId: PSID, messagingType: 'RESPONSE', ...over };
+  return { tenantId, channelId, outboundId, customerId: PSID, messagingType: 'RESPONSE', ...over };
 }
 
 // The SDK logs every failed activity at error level; these failures are the point of the tests.
@@ -118,7 +118,7 @@ describe('sendOutbound', () => {
     expect(sends()).toHaveLength(1);
 
     // Delivered or read rows too (a receipt may overtake the send's answer).
-    await db.pool.query(`UPDATE messages SET status = 'read' WHERE id = $1`, [id]);
+    await db.ownerPool.query(`UPDATE messages SET status = 'read' WHERE id = $1`, [id]);
     expect(await run(activities.sendOutbound, sendInput(id))).toEqual(first);
     expect(sends()).toHaveLength(1);
   });
@@ -181,11 +181,11 @@ describe('sendOutbound', () => {
     const f = await failureOf(run(activities.sendOutbound, sendInput(id, { channelId: ch })));
     expect(f).toMatchObject({ type: 'GraphRateLimited', nonRetryable: true, details: { errorClass: 'rate_limited', code: 613, subcode: 2534040, retryAfterMs: 10_000 } });
 
-    const status = await sendBudgetStatus(db.pool, ch);
+    const status = await sendBudgetStatus(db.pool, tenantId, ch);
     expect(status!.pauseReason).toBe('code 613');
     expect(status!.pausedUntil!.getTime()).toBeGreaterThanOrEqual(before + 10_000);
     expect(status!.throttleFactor).toBeLessThan(1);
-    const slot = await run(activities.reserveSendSlot, { channelId: ch });
+    const slot = await run(activities.reserveSendSlot, { tenantId, channelId: ch });
     expect(slot).toMatchObject({ granted: false, reason: 'paused' });
     expect((slot as { waitMs: number }).waitMs).toBeGreaterThan(8_000);
     expect((slot as { waitMs: number }).waitMs).toBeLessThanOrEqual(10_000);
@@ -198,7 +198,7 @@ describe('sendOutbound', () => {
     sandbox.failNext({ count: 1, preset: 'rate_limit' });
     const f = await failureOf(run(activities.sendOutbound, sendInput(id, { channelId: ch })));
     expect(f.details.retryAfterMs).toBe(180_000);
-    const status = await sendBudgetStatus(db.pool, ch);
+    const status = await sendBudgetStatus(db.pool, tenantId, ch);
     expect(status!.pausedUntil!.getTime() - Date.now()).toBeGreaterThan(170_000);
     expect(status!.throttleFactor).toBeCloseTo(0.1, 9); // 100 % usage: the floor
   });
@@ -207,11 +207,11 @@ describe('sendOutbound', () => {
     const { channelId: ch, conversationId: conv } = await newChannel();
     sandbox.setUsage({ appUsage: { call_count: 87.5, total_time: 10, total_cputime: 10 } });
     await run(activities.sendOutbound, sendInput(await newOutbound({ channelId: ch, conversationId: conv }), { channelId: ch }));
-    expect((await sendBudgetStatus(db.pool, ch))!.throttleFactor).toBeCloseTo(0.55, 9);
+    expect((await sendBudgetStatus(db.pool, tenantId, ch))!.throttleFactor).toBeCloseTo(0.55, 9);
 
     sandbox.setUsage({});
     await run(activities.sendOutbound, sendInput(await newOutbound({ channelId: ch, conversationId: conv }), { channelId: ch }));
-    expect((await sendBudgetStatus(db.pool, ch))!.throttleFactor).toBeCloseTo(0.825, 9);
+    expect((await sendBudgetStatus(db.pool, tenantId, ch))!.throttleFactor).toBeCloseTo(0.825, 9);
   });
 
   it('auth errors are not retried and ask for reauthorization', async () => {
@@ -234,7 +234,7 @@ describe('sendOutbound', () => {
 
   it('refuses to send on a channel that is not active', async () => {
     const { channelId: ch, conversationId: conv } = await newChannel();
-    await db.pool.query(`UPDATE channels SET status = 'reauth_required' WHERE id = $1`, [ch]);
+    await db.ownerPool.query(`UPDATE channels SET status = 'reauth_required' WHERE id = $1`, [ch]);
     const f = await failureOf(run(activities.sendOutbound, sendInput(await newOutbound({ channelId: ch, conversationId: conv }), { channelId: ch })));
     expect(f).toEqual({ type: 'ChannelInactive', nonRetryable: true, details: { errorClass: 'channel_inactive', reauth: false } });
     expect(sends()).toHaveLength(0);
@@ -257,8 +257,8 @@ describe('sendOutbound', () => {
 describe('reserveSendSlot', () => {
   it('grants from the channel budget, and fails ChannelMissing (not retried) for an unknown channel', async () => {
     const { channelId: ch } = await newChannel();
-    expect(await run(activities.reserveSendSlot, { channelId: ch })).toEqual({ granted: true });
-    const err = await run(activities.reserveSendSlot, { channelId: randomUUID() }).catch((e: unknown) => e);
+    expect(await run(activities.reserveSendSlot, { tenantId, channelId: ch })).toEqual({ granted: true });
+    const err = await run(activities.reserveSendSlot, { tenantId, channelId: randomUUID() }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect(err).toMatchObject({ type: 'ChannelMissing', nonRetryable: true });
   });

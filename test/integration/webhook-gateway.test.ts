@@ -94,7 +94,7 @@ describe('POST /webhooks/meta', () => {
     });
     const res = await postWebhook(stack.gatewayUrl, body);
     expect(res.status).toBe(200);
-    const { rows } = await stack.db.pool.query('SELECT account_id, reason, event_type FROM unrouted_events ORDER BY id');
+    const { rows } = await stack.db.ownerPool.query('SELECT account_id, reason, event_type FROM unrouted_events ORDER BY id');
     expect(rows).toEqual(
       expect.arrayContaining([
         { account_id: '999000111', reason: 'unknown_account', event_type: 'message' },
@@ -110,7 +110,7 @@ describe('POST /webhooks/meta', () => {
     const { events } = parseWebhookPayload(JSON.parse(f.bytes.toString('utf8')));
     const mids = events.map((e) => (e.kind === 'message' ? e.mid : ''));
     const rows = await eventually(async () => {
-      const r = await stack.db.pool.query<{ mid: string; tenant_id: string; customer_id: string }>(
+      const r = await stack.db.ownerPool.query<{ mid: string; tenant_id: string; customer_id: string }>(
         `SELECT m.mid, m.tenant_id, c.customer_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
          WHERE m.direction = 'inbound' AND m.mid = ANY($1) ORDER BY m.mid`,
         [mids],

@@ -104,7 +104,7 @@ describe('conversationWorkflow: bursts and drafts', () => {
         },
       ]);
       const [row] = fakes.outbound.values();
-      expect(fakes.calls.sendOutbound).toEqual([{ channelId: CHANNEL, outboundId: row!.id, customerId: c.input.customerId, messagingType: 'RESPONSE', round: 0 }]);
+      expect(fakes.calls.sendOutbound).toEqual([{ tenantId: TENANT, channelId: CHANNEL, outboundId: row!.id, customerId: c.input.customerId, messagingType: 'RESPONSE', round: 0 }]);
       // The turn started only after the whole burst was stored.
       expect(fakes.log.filter((l) => /^(recordInbound|planReplyStep|sendOutbound):/.test(l)).map((l) => l.split(':')[0])).toEqual(['recordInbound', 'recordInbound', 'recordInbound', 'planReplyStep', 'sendOutbound']);
 
@@ -341,7 +341,7 @@ describe('conversationWorkflow: human handoff', () => {
       await waitFor(() => fakes.sent.length === 2, 'the human agent message');
       expect(fakes.calls.createOutbound[1]).toEqual({ ref: c.ref, conversationId: CONVERSATION_ID, author: 'human_agent', text: send.text, clientRef: 'req-2' });
       const humanRow = fakes.calls.sendOutbound[1]!;
-      expect(humanRow).toEqual({ channelId: CHANNEL, outboundId: expect.any(String), customerId: c.input.customerId, messagingType: 'RESPONSE', round: 0 });
+      expect(humanRow).toEqual({ tenantId: TENANT, channelId: CHANNEL, outboundId: expect.any(String), customerId: c.input.customerId, messagingType: 'RESPONSE', round: 0 });
       expect(fakes.calls.touchHumanActivity).toEqual([{ conversationId: CONVERSATION_ID, at: expect.any(Number) }]);
 
       // The customer answers the human: stored, not answered by the bot.
@@ -437,7 +437,7 @@ describe('conversationWorkflow: failures', () => {
       await waitFor(() => fakes.calls.markOutboundFailed.length === 1, 'the failure to be recorded');
       const row = [...fakes.outbound.values()][0]!;
       expect(fakes.calls.sendOutbound).toHaveLength(1);
-      expect(fakes.calls.markChannelReauthRequired).toEqual([{ channelId: CHANNEL, reason: expect.stringContaining('GraphAuthExpired') }]);
+      expect(fakes.calls.markChannelReauthRequired).toEqual([{ tenantId: TENANT, channelId: CHANNEL, reason: expect.stringContaining('GraphAuthExpired') }]);
       expect(fakes.calls.markChannelReauthRequired[0]!.reason).toContain('190');
       expect(fakes.calls.markOutboundFailed).toEqual([{ outboundId: row.id, error: { type: 'GraphAuthExpired', reason: 'auth', code: 190, subcode: 463 } }]);
       expect(row.status).toBe('failed');
