@@ -19,9 +19,10 @@ import { summarize, type LatencySummary } from './lib/stats';
 /**
  * `npm run bench:audit`: append throughput of the audit log (issue: ≥ 2,000 events/s across 50
  * tenants on this machine). Closed loop: `--concurrency` appenders, each appending one event per
- * transaction (`appendAuditEvent` with the Pool: BEGIN, lock + head, INSERT, COMMIT), events spread
+ * call (`appendAuditEvent` with the Pool: coalesced per chain into one transaction in the chain's
+ * row-level-security scope — BEGIN + scope, lock + head + INSERT, COMMIT), events spread
  * round-robin over `--tenants` chains, as the app role. Afterwards every bench chain is sealed
- * with an ephemeral key and verified (links, hashes, checkpoint).
+ * with an ephemeral key and verified (links, hashes, checkpoint), each in its scope.
  *
  * Database: DATABASE_URL (or the running `npm start` stack's, from .data/dev.env). Audit rows can
  * never be deleted, so the bench chains (random tenant ids, no tenants rows) stay in that log;

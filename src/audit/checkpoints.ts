@@ -1,12 +1,15 @@
-import { withTransaction } from '../db/pool';
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Pool, PoolClient } from 'pg';
 import type { Config } from '../config';
+import { withScope, type Queryable } from '../db/tenant-scope';
 import type { Logger } from '../logger';
 import { jcs } from './hash';
 import { AuditKeyring, AuditSigner } from './keys';
 import { isAuditChainId, onAuditAppended } from './log';
+import { auditChainIds, chainTenant } from './scope';
+
+export { auditChainIds };
 
 /**
  * Signed checkpoints of the audit chains.
@@ -28,6 +31,10 @@ import { isAuditChainId, onAuditAppended } from './log';
  *  - `startAuditCheckpointer` also listens to appends (src/audit/log.ts) and seals a chain right
  *    after a commit crosses a multiple of N — outside the appender's transaction, and a failure
  *    is only logged.
+ *
+ * Row-level security: a chain's events and checkpoints are visible only in its scope, so a pass
+ * lists chain ids (`audit_chain_ids()`) and then looks at, and seals, each chain in one short
+ * transaction in the chain's scope.
  *
  * Writing order, per chain, under a transaction-scoped advisory lock (one sealer per chain across
  * processes; appends are never blocked): INSERT the row → append + fsync the file line → COMMIT.
@@ -120,13 +127,14 @@ export function checkpointFromRow(r: CheckpointRow): SignedCheckpoint {
   };
 }
 
-export async function tableCheckpoints(db: Pick<Pool | PoolClient, 'query'>, chainId: string): Promise<SignedCheckpoint[]> {
+/** A chain's checkpoint rows; `db` must be in the chain's scope (a client of withTenant/withPlatform). */
+export async function tableCheckpoints(db: Queryable, chainId: string): Promise<SignedCheckpoint[]> {
   const { rows } = await db.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE chain_id = $1 ORDER BY last_seq`, [chainId]);
   return rows.map(checkpointFromRow);
 }
 
-/** `ifAbsent`: a concurrent seal of the same position is not an error (returns false). */
-export async function insertCheckpoint(db: PoolClient, c: SignedCheckpoint, ifAbsent = false): Promise<boolean> {
+/** `ifAbsent`: a concurrent seal of the same position is not an error (returns false). In the chain's scope. */
+export async function insertCheckpoint(db: Queryable, c: SignedCheckpoint, ifAbsent = false): Promise<boolean> {
   const { rowCount } = await db.query(
     `INSERT INTO audit_checkpoints (${CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)${ifAbsent ? ' ON CONFLICT (chain_id, last_seq) DO NOTHING' : ''}`,
     [c.chainId, c.lastSeq, c.lastId, Buffer.from(c.lastHash, 'hex'), c.count, c.createdAt, c.keyId, Buffer.from(c.signature, 'base64')],
@@ -252,97 +260,91 @@ export interface CheckpointWritten {
 }
 
 interface ChainStatus {
-  chain_id: string;
-  head_seq: string;
+  head_seq: string | null;
   cp_seq: string | null;
   cp_at: Date | null;
   first_open_at: Date | null;
 }
 
-/** Every chain with events, found by a loose index scan of UNIQUE (chain_id, seq). */
-const ALL_CHAINS = `
-  WITH RECURSIVE chains(c) AS (
-    (SELECT chain_id FROM audit_events ORDER BY chain_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT e.chain_id FROM audit_events e WHERE e.chain_id > chains.c ORDER BY e.chain_id LIMIT 1)
-      FROM chains WHERE chains.c IS NOT NULL
-  )
-  SELECT c FROM chains WHERE c IS NOT NULL`;
-
-const STATUS = (chains: string) => `
-  WITH ch AS (${chains})
-  SELECT ch.c AS chain_id, h.seq AS head_seq, cp.last_seq AS cp_seq, cp.created_at AS cp_at,
-         (SELECT f.recorded_at FROM audit_events f WHERE f.chain_id = ch.c AND f.seq > coalesce(cp.last_seq, 0)
+/** One chain's head, last checkpoint, and when its first unsealed event was recorded (in its scope). */
+const STATUS = `
+  SELECT (SELECT e.seq FROM audit_events e WHERE e.chain_id = $1 ORDER BY e.seq DESC LIMIT 1) AS head_seq,
+         cp.last_seq AS cp_seq, cp.created_at AS cp_at,
+         (SELECT f.recorded_at FROM audit_events f WHERE f.chain_id = $1 AND f.seq > coalesce(cp.last_seq, 0)
            ORDER BY f.seq LIMIT 1) AS first_open_at
-    FROM ch
-    CROSS JOIN LATERAL (SELECT e.seq FROM audit_events e WHERE e.chain_id = ch.c ORDER BY e.seq DESC LIMIT 1) h
-    LEFT JOIN LATERAL (SELECT k.last_seq, k.created_at FROM audit_checkpoints k WHERE k.chain_id = ch.c
+    FROM (SELECT 1) one
+    LEFT JOIN LATERAL (SELECT k.last_seq, k.created_at FROM audit_checkpoints k WHERE k.chain_id = $1
                         ORDER BY k.last_seq DESC LIMIT 1) cp ON true`;
-
-/** Audit chain ids that have events (the chains a pass considers). */
-export async function auditChainIds(db: Pick<Pool, 'query'>): Promise<string[]> {
-  return (await db.query<{ c: string }>(ALL_CHAINS)).rows.map((r) => r.c);
-}
 
 /**
  * Seals the chains that are due under the policy (or all of `chains` with new events, with
- * `force`). Returns the checkpoints written. Needs a Pool: each chain is sealed in its own short
- * transaction, never inside a caller's.
+ * `force`). Returns the checkpoints written. Needs a Pool: each chain is looked at and sealed in
+ * its own short transaction in its scope, never inside a caller's.
  */
 export async function checkpointChains(pool: Pool, signer: AuditSigner, opts: CheckpointOptions): Promise<CheckpointWritten[]> {
   const now = (opts.now ?? (() => new Date()))();
-  const sql = opts.chains ? STATUS('SELECT unnest($1::text[]) AS c') : STATUS(ALL_CHAINS);
-  const { rows } = await pool.query<ChainStatus>(sql, opts.chains ? [opts.chains] : []);
+  // A listed id that is no chain (a row forged behind the app's back) cannot be sealed: verify reports it.
+  const chains = opts.chains ?? (await auditChainIds(pool)).filter(isAuditChainId);
   const written: CheckpointWritten[] = [];
-  for (const s of rows) {
-    const head = Number(s.head_seq);
-    const sealed = s.cp_seq === null ? 0 : Number(s.cp_seq);
-    if (head <= sealed) continue;
-    const since = s.cp_at ?? s.first_open_at ?? now;
-    const due = opts.force || head - sealed >= opts.everyEvents || now.getTime() - since.getTime() >= opts.everyMs;
-    if (due) written.push(...(await sealChain(pool, signer, s.chain_id, opts.dir, now)));
+  for (const chainId of chains) {
+    const file = checkpointFile(opts.dir, chainId); // validates the chain id before anything is written
+    written.push(
+      ...(await withScope(pool, chainTenant(chainId), async (tx) => {
+        const s = (await tx.query<ChainStatus>({ name: 'audit_checkpoint_status', text: STATUS, values: [chainId] })).rows[0]!;
+        const head = s.head_seq === null ? 0 : Number(s.head_seq);
+        const sealed = s.cp_seq === null ? 0 : Number(s.cp_seq);
+        if (head <= sealed) return [];
+        const since = s.cp_at ?? s.first_open_at ?? now;
+        const due = opts.force || head - sealed >= opts.everyEvents || now.getTime() - since.getTime() >= opts.everyMs;
+        return due ? sealIn(tx, signer, chainId, file, now) : [];
+      })),
+    );
   }
   return written;
 }
 
-/** Checkpoints one chain at its current head (if it moved past its last checkpoint). */
+/** Checkpoints one chain at its current head (if it moved past its last checkpoint), in its scope. */
 export async function sealChain(pool: Pool, signer: AuditSigner, chainId: string, dir: string, now = new Date()): Promise<CheckpointWritten[]> {
   const file = checkpointFile(dir, chainId); // validates the chain id before anything is written
-  return withTransaction(pool, async (client) => {
-    const written: CheckpointWritten[] = [];
-    const locked = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock(hashtextextended('switchboard.audit-checkpoint:' || $1, 0)) AS ok", [chainId]);
-    if (!locked.rows[0]!.ok) return written; // another process is sealing this chain right now
-    const head = (
-      await client.query<{ id: string; seq: string; hash: Buffer }>('SELECT id, seq, hash FROM audit_events WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1', [chainId])
-    ).rows[0];
-    const last = (
-      await client.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE chain_id = $1 ORDER BY last_seq DESC LIMIT 1`, [chainId])
-    ).rows[0];
-    let sealedSeq = last ? Number(last.last_seq) : 0;
+  return withScope(pool, chainTenant(chainId), (tx) => sealIn(tx, signer, chainId, file, now));
+}
 
-    // A line the file has but the table lacks (crash between fsync and commit): put it back.
-    const tail = readLastCheckpointLine(dir, chainId);
-    if (tail && tail.chainId === chainId && tail.lastSeq > sealedSeq && verifyCheckpointSignature(new AuditKeyring([signer.publicKey]), tail)) {
-      await insertCheckpoint(client, tail);
-      written.push({ chainId, lastSeq: tail.lastSeq, count: tail.count, keyId: tail.keyId, healed: true });
-      sealedSeq = tail.lastSeq;
-    }
+/** The seal itself, in the caller's scope transaction: the row, then the file line; the caller commits. */
+async function sealIn(client: PoolClient, signer: AuditSigner, chainId: string, file: string, now: Date): Promise<CheckpointWritten[]> {
+  const written: CheckpointWritten[] = [];
+  const locked = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock(hashtextextended('switchboard.audit-checkpoint:' || $1, 0)) AS ok", [chainId]);
+  if (!locked.rows[0]!.ok) return written; // another process is sealing this chain right now
+  const head = (
+    await client.query<{ id: string; seq: string; hash: Buffer }>('SELECT id, seq, hash FROM audit_events WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1', [chainId])
+  ).rows[0];
+  const last = (
+    await client.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE chain_id = $1 ORDER BY last_seq DESC LIMIT 1`, [chainId])
+  ).rows[0];
+  let sealedSeq = last ? Number(last.last_seq) : 0;
+  const dir = path.dirname(file);
 
-    if (head && Number(head.seq) > sealedSeq) {
-      const checkpoint = signCheckpoint(signer, {
-        chainId,
-        lastSeq: Number(head.seq),
-        lastId: Number(head.id),
-        lastHash: head.hash.toString('hex'),
-        count: Number(head.seq),
-        createdAt: now.toISOString(),
-      });
-      await insertCheckpoint(client, checkpoint);
-      appendCheckpointLine(path.dirname(file), checkpoint);
-      written.push({ chainId, lastSeq: checkpoint.lastSeq, count: checkpoint.count, keyId: checkpoint.keyId });
-    }
-    return written;
-  });
+  // A line the file has but the table lacks (crash between fsync and commit): put it back.
+  const tail = readLastCheckpointLine(dir, chainId);
+  if (tail && tail.chainId === chainId && tail.lastSeq > sealedSeq && verifyCheckpointSignature(new AuditKeyring([signer.publicKey]), tail)) {
+    await insertCheckpoint(client, tail);
+    written.push({ chainId, lastSeq: tail.lastSeq, count: tail.count, keyId: tail.keyId, healed: true });
+    sealedSeq = tail.lastSeq;
+  }
+
+  if (head && Number(head.seq) > sealedSeq) {
+    const checkpoint = signCheckpoint(signer, {
+      chainId,
+      lastSeq: Number(head.seq),
+      lastId: Number(head.id),
+      lastHash: head.hash.toString('hex'),
+      count: Number(head.seq),
+      createdAt: now.toISOString(),
+    });
+    await insertCheckpoint(client, checkpoint);
+    appendCheckpointLine(dir, checkpoint);
+    written.push({ chainId, lastSeq: checkpoint.lastSeq, count: checkpoint.count, keyId: checkpoint.keyId });
+  }
+  return written;
 }
 
 export interface CheckpointDeps extends CheckpointPolicy {

@@ -1,8 +1,10 @@
 import type { Pool } from 'pg';
+import { withScope, type Queryable } from '../db/tenant-scope';
 import { sealChain, tableCheckpoints, verifyCheckpointSignature, type SignedCheckpoint } from './checkpoints';
 import { computeAuditHash, hashedFields, jcs, ZERO_HASH, type HashedAuditRow } from './hash';
 import { AuditKeyring, parseAuditPublicKey, type AuditSigner } from './keys';
 import { isAuditChainId } from './log';
+import { chainTenant } from './scope';
 import { EVENT_COLUMNS, hashedFromRow, latestAnchor, type AuditEventRow } from './verify';
 
 /**
@@ -21,6 +23,9 @@ import { EVENT_COLUMNS, hashedFromRow, latestAnchor, type AuditEventRow } from '
  * the widening have `inRange: false`. When the range's end is not sealed yet, export seals the
  * chain first (if AUDIT_SIGNING_KEY and AUDIT_CHECKPOINT_DIR are configured); otherwise the header
  * says `sealed: false` and the tail is proven by the hash links only.
+ *
+ * The chain is read in its scope (row-level security): the range and its checkpoints in one
+ * transaction, the seal (when needed) in its own, then the segment in one more.
  */
 
 export const EXPORT_FORMAT = 'switchboard-audit-export/v1';
@@ -68,20 +73,24 @@ export async function exportAuditChain(pool: Pool, sink: LineSink, opts: ExportO
   const chainId = opts.tenantId.toLowerCase();
   if (!isAuditChainId(chainId)) throw new Error(`not a tenant id: ${JSON.stringify(opts.tenantId)}`);
   const now = (opts.now ?? (() => new Date()))();
-  const bounds = (
-    await pool.query<{ min: string | null; max: string | null }>(
-      'SELECT min(seq) AS min, max(seq) AS max FROM audit_events WHERE chain_id = $1 AND occurred_at >= $2 AND occurred_at < $3',
-      [chainId, opts.from, opts.to],
-    )
-  ).rows[0]!;
-
-  const trusted = async () => (await tableCheckpoints(pool, chainId)).filter((c) => verifyCheckpointSignature(opts.keyring, c));
-  let checkpoints = await trusted();
+  const scope = chainTenant(chainId);
+  const trusted = async (tx: Queryable) => (await tableCheckpoints(tx, chainId)).filter((c) => verifyCheckpointSignature(opts.keyring, c));
+  const range = await withScope(pool, scope, async (tx) => ({
+    bounds: (
+      await tx.query<{ min: string | null; max: string | null }>(
+        'SELECT min(seq) AS min, max(seq) AS max FROM audit_events WHERE chain_id = $1 AND occurred_at >= $2 AND occurred_at < $3',
+        [chainId, opts.from, opts.to],
+      )
+    ).rows[0]!,
+    checkpoints: await trusted(tx),
+  }));
+  const bounds = range.bounds;
+  let checkpoints = range.checkpoints;
   let sealedNow = false;
   const maxSeq = bounds.max === null ? null : Number(bounds.max);
   if (maxSeq !== null && !checkpoints.some((c) => c.lastSeq >= maxSeq) && opts.signer && opts.dir) {
     sealedNow = (await sealChain(pool, opts.signer, chainId, opts.dir, now)).length > 0;
-    checkpoints = await trusted();
+    checkpoints = await withScope(pool, scope, trusted);
   }
 
   const header: ExportHeader = {
@@ -105,7 +114,18 @@ export async function exportAuditChain(pool: Pool, sink: LineSink, opts: ExportO
     return summary;
   }
   const minSeq = Number(bounds.min);
-  const anchor = await latestAnchor(pool, chainId);
+  return withScope(pool, scope, (tx) => writeSegment(tx, sink, opts, { header, summary, checkpoints, minSeq, maxSeq }));
+}
+
+/** The segment (start proof, events, covering checkpoints), in the chain's scope. */
+async function writeSegment(
+  tx: Queryable,
+  sink: LineSink,
+  opts: ExportOptions,
+  { header, summary, checkpoints, minSeq, maxSeq }: { header: ExportHeader; summary: ExportSummary; checkpoints: SignedCheckpoint[]; minSeq: number; maxSeq: number },
+): Promise<ExportSummary> {
+  const chainId = header.chainId;
+  const anchor = await latestAnchor(tx, chainId);
   const before = checkpoints.filter((c) => c.lastSeq < minSeq).pop();
   let start: NonNullable<ExportHeader['start']> = { kind: 'genesis', seq: 0, hash: ZERO_HASH.toString('hex') };
   if (anchor && anchor.seq >= (before?.lastSeq ?? 0)) start = { kind: 'anchor', seq: anchor.seq, hash: anchor.hash.toString('hex') };
@@ -125,7 +145,7 @@ export async function exportAuditChain(pool: Pool, sink: LineSink, opts: ExportO
   const toMs = opts.to.getTime();
   let after = start.seq;
   for (;;) {
-    const { rows } = await pool.query<AuditEventRow>(
+    const { rows } = await tx.query<AuditEventRow>(
       `SELECT ${EVENT_COLUMNS} FROM audit_events WHERE chain_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT 2000`,
       [chainId, after, lastSeq],
     );

@@ -1,8 +1,9 @@
-import type { Pool, PoolClient } from 'pg';
-import type { Queryable } from '../crypto/vault';
+import { Pool } from 'pg';
+import { withScope, type Queryable } from '../db/tenant-scope';
 import { scrubSecretsInText } from '../logger';
 import { jsonSafeString, sanitizeAuditDetails } from './details';
 import { computeAuditHash, isoMillis, type HashedAuditRow } from './hash';
+import { chainTenant } from './scope';
 import { auditChainId, type AuditActorType, type AuditEventInput } from './types';
 
 /**
@@ -16,28 +17,36 @@ import { auditChainId, type AuditActorType, type AuditEventInput } from './types
  * chains never wait (no global lock, and no head table the app would have to UPDATE).
  * Rows are hashed on the head this process last saw (`heads` below); the database checks that head
  * under the lock and answers `stale` with the real one when another process moved it, and the
- * row is rehashed and sent again. Three paths:
+ * row is rehashed and sent again.
+ *
+ * Row-level security (migrations/0008_row_level_security.sql): a chain is readable and writable
+ * only inside its scope — `withPlatform` for `platform`, `withTenant(tenantId)` for a tenant's —
+ * and a scope holds exactly one chain. With a Pool this module opens the scope itself; a client is
+ * taken to be inside the caller's scope already (an event for another chain then fails on the
+ * policy: it never lands elsewhere). Three paths:
  *  - one event, with a Pool (the common case): coalesced with this process's other concurrent
- *    appends into one `audit_append_batch()` statement — one round trip, one commit (its own
- *    transaction) for all of them; it only tries chain locks, so it never waits or deadlocks;
+ *    appends to the same chain into one `audit_append_batch()` statement in one scope transaction
+ *    (one commit for all of them); it only tries the chain's lock, so it never waits or deadlocks;
+ *    several chains' statements run side by side;
  *  - one event, in the caller's transaction: `audit_append()`, one round trip;
- *  - several events in one call (atomic together): `audit_lock_chain_head()` per chain (in a
- *    fixed order), then one multi-row INSERT per chain, in one transaction.
+ *  - several events in one call: `audit_lock_chain_head()` per chain (in a fixed order), then one
+ *    multi-row INSERT per chain. In the caller's transaction all or none; with a Pool one scope
+ *    transaction per chain, so a call spanning chains is atomic per chain only.
  *
- * Atomicity with the action it records: pass the PoolClient of the action's transaction (after
- * BEGIN) and the audit row commits or rolls back with it: a token stored without its audit row is
- * impossible. The chain stays locked until that transaction ends, so keep it short, and never wait
- * inside it for an append to the same chain through the Pool (that one waits for this lock). With
- * a Pool, the promise resolves once the row is committed. A client outside any transaction is fine
- * for one event (one statement); for several, the lock would end with the head's statement and a
- * concurrent append would make the INSERT fail on UNIQUE (chain_id, seq) — never fork the chain.
- * REPEATABLE READ / SERIALIZABLE callers' snapshots predate the lock, so a busy chain fails the
- * same way there: audit inside READ COMMITTED transactions (PostgreSQL's default).
+ * Atomicity with the action it records: pass the PoolClient of the action's transaction (inside
+ * withTenant/withPlatform) and the audit row commits or rolls back with it: a token stored without
+ * its audit row is impossible. The chain stays locked until that transaction ends, so keep it
+ * short, and never wait inside it for an append to the same chain through the Pool (that one waits
+ * for this lock). With a Pool, the promise resolves once the row is committed.
+ * REPEATABLE READ / SERIALIZABLE callers' snapshots predate the lock, so a busy chain fails on
+ * UNIQUE (chain_id, seq) there — never forks: audit inside READ COMMITTED transactions
+ * (PostgreSQL's default).
  *
- * Idempotency: `idempotencyKey` is unique across the log. A repeat returns the row written first
- * (`duplicate: true`), whatever the new event says. Workflows append through the
- * `recordAuditEvent` activity (activities/audit.ts), keyed by workflow id + a sequence number the
- * workflow chooses, so activity retries never write twice.
+ * Idempotency: `idempotencyKey` is unique across the log. A repeat on the same chain returns the
+ * row written first (`duplicate: true`), whatever the new event says; a repeat on another chain
+ * cannot see that row (another scope) and fails on the unique index instead. Workflows append
+ * through the `recordAuditEvent` activity (activities/audit.ts), keyed by workflow id + a sequence
+ * number the workflow chooses, so activity retries never write twice.
  *
  * After a commit that crosses a multiple of the checkpoint interval, listeners (the checkpointer,
  * src/audit/checkpoints.ts) are told, outside the caller's transaction; a listener's failure never
@@ -195,10 +204,11 @@ function rememberHead(chainId: string, seq: number, hash: Buffer): void {
 }
 
 /**
- * Single-event appends through a Pool are coalesced: while up to `MAX_IN_FLIGHT` statements are
- * running, new events wait and then go together — any mix of chains, grouped by chain in arrival
- * order — into one `audit_append_batch()` statement: one round trip and one commit for all of
- * them (group commit; system calls and commits, not hashing, are what an append costs here). A
+ * Single-event appends through a Pool are coalesced per chain: while a chain has a statement in
+ * flight, its new events wait and then go together, in arrival order, into one
+ * `audit_append_batch()` statement in the chain's scope: one transaction and one commit for all of
+ * them (group commit; round trips and commits, not hashing, are what an append costs here). Up to
+ * `MAX_IN_FLIGHT` chains' statements run at once (the rest of the pool stays for other work). A
  * chain with rows in flight takes no new rows until they are answered, so one process never races
  * itself for a chain. Per row the database answers:
  *  - appended / duplicate: done;
@@ -209,8 +219,8 @@ function rememberHead(chainId: string, seq: number, hash: Buffer): void {
  * If the statement fails as a whole, every row is retried alone, so one bad row fails only its own
  * caller. Each caller's promise resolves after the statement carrying its row has committed.
  */
-/** Statements in flight per pool (fewer means larger batches; leaves the pool's other connections to other work). */
-const MAX_IN_FLIGHT = 2;
+/** Chains' statements in flight per pool: a scope holds one chain, so this is how many chains progress at once. */
+const MAX_IN_FLIGHT = 4;
 const MAX_BATCH = 256;
 const MAX_STALE_ROUNDS = 5;
 
@@ -223,6 +233,8 @@ interface Waiting {
 
 const APPEND_BATCH_SQL =
   'SELECT r_status, r_seq, r_hash, r_chain_id FROM audit_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)';
+
+type BatchAnswer = { r_status: 'appended' | 'stale' | 'duplicate' | 'busy'; r_seq: string | null; r_hash: Buffer | null; r_chain_id: string };
 
 class AppendCoalescer {
   private queue: Waiting[] = [];
@@ -255,75 +267,67 @@ class AppendCoalescer {
 
   private pump(): void {
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+      // The oldest row whose chain is free picks the chain; the batch is that chain's queued rows.
+      const first = this.queue.find((w) => !this.busy.has(w.p.row.chainId));
+      if (!first) return;
+      const chainId = first.p.row.chainId;
       const batch: Waiting[] = [];
       const rest: Waiting[] = [];
-      for (const w of this.queue) {
-        if (batch.length < MAX_BATCH && !this.busy.has(w.p.row.chainId)) batch.push(w);
-        else rest.push(w);
-      }
-      if (batch.length === 0) return;
-      // Rows of a chain cut off by MAX_BATCH stay behind the ones sent (the chain is now busy).
+      for (const w of this.queue) (w.p.row.chainId === chainId && batch.length < MAX_BATCH ? batch : rest).push(w);
+      // Rows cut off by MAX_BATCH stay behind the ones sent (the chain is now busy).
       this.queue = rest;
-      const chains = new Set(batch.map((w) => w.p.row.chainId));
-      for (const c of chains) this.busy.add(c);
+      this.busy.add(chainId);
       this.inFlight += 1;
-      void this.send(batch);
+      void this.send(chainId, batch);
     }
   }
 
-  /** The statement is answered: its slot is free, and chains not left to `oneByOne` take rows again. */
-  private answered(chains: Iterable<string>, keepBusy: ReadonlySet<string>): void {
+  /** The statement is answered: its slot is free, and the chain takes rows again unless `oneByOne` has it. */
+  private answered(chainId: string, keepBusy: boolean): void {
     this.inFlight -= 1;
-    for (const c of chains) if (!keepBusy.has(c)) this.busy.delete(c);
+    if (!keepBusy) this.busy.delete(chainId);
     if (this.queue.length > 0) this.schedule();
   }
 
-  /** Appends `rows` one by one (their chains stay busy meanwhile), then frees their chains. */
-  private async fallBack(rows: Waiting[]): Promise<void> {
+  /** Appends `rows` (one chain's) one by one (the chain stays busy meanwhile), then frees the chain. */
+  private async fallBack(chainId: string, rows: Waiting[]): Promise<void> {
     try {
       await this.oneByOne(rows);
     } finally {
-      for (const w of rows) this.busy.delete(w.p.row.chainId);
+      this.busy.delete(chainId);
       if (this.queue.length > 0) this.schedule();
     }
   }
 
-  private async send(batch: Waiting[]): Promise<void> {
-    // Grouped by chain (stable), each row hashed on its predecessor, from the remembered head.
-    const groups = new Map<string, Waiting[]>();
-    for (const w of batch) {
-      const g = groups.get(w.p.row.chainId);
-      if (g) g.push(w);
-      else groups.set(w.p.row.chainId, [w]);
-    }
-    const ordered: Waiting[] = [];
+  private async send(chainId: string, batch: Waiting[]): Promise<void> {
+    // Each row hashed on its predecessor, from the remembered head.
     const fromSeqs: number[] = [];
     const cols: unknown[][] = Array.from({ length: 17 }, () => []);
-    for (const [chainId, rows] of groups) {
-      let head = heads.get(chainId) ?? UNKNOWN_HEAD;
-      for (const w of rows) {
-        const row: HashedAuditRow = { ...w.p.row, seq: head.seq + 1 };
-        // Unknown head: the database answers `stale` with it; nothing worth hashing yet.
-        const hash = head === UNKNOWN_HEAD ? UNKNOWN_HEAD.hash : computeAuditHash(head.hash, row);
-        const values = [
-          chainId, head.seq, head.hash, hash, row.tenantId, row.occurredAt, row.actorType, row.actorId, row.action, row.resource,
-          row.outcome, row.reason, row.ip, row.userAgent, row.requestId, JSON.stringify(row.details), w.p.idempotencyKey,
-        ];
-        values.forEach((v, c) => cols[c]!.push(v));
-        ordered.push(w);
-        fromSeqs.push(head.seq);
-        if (head !== UNKNOWN_HEAD) head = { seq: row.seq, hash };
-      }
+    let head = heads.get(chainId) ?? UNKNOWN_HEAD;
+    for (const w of batch) {
+      const row: HashedAuditRow = { ...w.p.row, seq: head.seq + 1 };
+      // Unknown head: the database answers `stale` with it; nothing worth hashing yet.
+      const hash = head === UNKNOWN_HEAD ? UNKNOWN_HEAD.hash : computeAuditHash(head.hash, row);
+      const values = [
+        chainId, head.seq, head.hash, hash, row.tenantId, row.occurredAt, row.actorType, row.actorId, row.action, row.resource,
+        row.outcome, row.reason, row.ip, row.userAgent, row.requestId, JSON.stringify(row.details), w.p.idempotencyKey,
+      ];
+      values.forEach((v, c) => cols[c]!.push(v));
+      fromSeqs.push(head.seq);
+      if (head !== UNKNOWN_HEAD) head = { seq: row.seq, hash };
     }
 
-    let answers: Array<{ r_status: 'appended' | 'stale' | 'duplicate' | 'busy'; r_seq: string | null; r_hash: Buffer | null; r_chain_id: string }>;
+    let answers: BatchAnswer[];
     try {
-      answers = (await this.pool.query<(typeof answers)[number]>({ name: 'audit_append_batch', text: APPEND_BATCH_SQL, values: cols })).rows;
-      if (answers.length !== ordered.length) throw new Error(`audit_append_batch answered ${answers.length} rows for ${ordered.length}`);
+      answers = await withScope(this.pool, chainTenant(chainId), async (tx) => {
+        const { rows } = await tx.query<BatchAnswer>({ name: 'audit_append_batch', text: APPEND_BATCH_SQL, values: cols });
+        if (rows.length !== batch.length) throw new Error(`audit_append_batch answered ${rows.length} rows for ${batch.length}`);
+        return rows;
+      });
     } catch {
-      for (const chainId of groups.keys()) heads.delete(chainId);
-      this.answered(groups.keys(), new Set(groups.keys()));
-      await this.fallBack(ordered);
+      heads.delete(chainId);
+      this.answered(chainId, true);
+      await this.fallBack(chainId, batch);
       return;
     }
 
@@ -331,8 +335,7 @@ class AppendCoalescer {
     const blocked: Waiting[] = [];
     const notices: AuditAppendNotice[] = [];
     answers.forEach((a, i) => {
-      const w = ordered[i]!;
-      const chainId = w.p.row.chainId;
+      const w = batch[i]!;
       const seq = a.r_seq === null ? NaN : Number(a.r_seq);
       switch (a.r_status) {
         case 'appended':
@@ -353,13 +356,15 @@ class AppendCoalescer {
       }
     });
     notify(notices);
-    // Back to the front, in order: they precede anything queued for their chains since. A chain
-    // with a blocked row stays busy (also for its stale rows) until `fallBack` has appended it.
-    const blockedChains = new Set(blocked.map((w) => w.p.row.chainId));
-    const stillBlocked = requeue.filter((w) => blockedChains.has(w.p.row.chainId));
-    if (requeue.length > 0) this.queue.unshift(...requeue.filter((w) => !blockedChains.has(w.p.row.chainId)));
-    this.answered(groups.keys(), blockedChains);
-    if (blocked.length > 0) await this.fallBack(orderedSubset(ordered, [...blocked, ...stillBlocked]));
+    if (blocked.length > 0) {
+      // The chain stays busy (for its stale rows too) until `fallBack` has appended them, in order.
+      this.answered(chainId, true);
+      await this.fallBack(chainId, orderedSubset(batch, [...blocked, ...requeue]));
+      return;
+    }
+    // Back to the front, in order: they precede anything queued for the chain since.
+    if (requeue.length > 0) this.queue.unshift(...requeue);
+    this.answered(chainId, false);
   }
 
   /** Chains in parallel, each chain's rows in order, one `audit_append()` each (waits for locks). */
@@ -403,19 +408,18 @@ function rowValues(row: HashedAuditRow, key: string | null, prevHash: Buffer, ha
   ];
 }
 
-function isPool(db: unknown): db is Pool {
-  return typeof (db as Pool).connect === 'function' && typeof (db as Pool).totalCount === 'number' && typeof (db as PoolClient).release !== 'function';
-}
-
 const MAX_STALE_RETRIES = 20;
 const UNIQUE_VIOLATION = '23505';
 const MAX_ATTEMPTS = 3;
 
-/** `appendOne` as its own transaction (a Pool), retrying when a same-key append on another chain won a race. */
+/**
+ * `appendOne` in its own transaction in the chain's scope, retrying when a same-key append won a
+ * race (the repeat then finds the key and answers `duplicate`).
+ */
 async function appendOneRetrying(pool: Pool, p: PreparedEvent): Promise<{ result: AppendResult; fromSeq: number }> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await appendOne(pool, p);
+      return await withScope(pool, p.row.tenantId, (tx) => appendOne(tx, p));
     } catch (err) {
       if ((err as { code?: string }).code === UNIQUE_VIOLATION && attempt < MAX_ATTEMPTS) continue;
       throw err;
@@ -424,8 +428,8 @@ async function appendOneRetrying(pool: Pool, p: PreparedEvent): Promise<{ result
 }
 
 /**
- * One event, one statement (`audit_append`): in a caller's transaction, or — with a Pool — as its
- * own transaction (the statement commits, and releases the chain's lock, when it returns).
+ * One event, one statement (`audit_append`) in the caller's transaction. The first call takes the
+ * chain's lock, so a stale head is answered once and the second call appends.
  */
 async function appendOne(db: Queryable, p: PreparedEvent): Promise<{ result: AppendResult; fromSeq: number }> {
   const chainId = p.row.chainId;
@@ -514,16 +518,40 @@ async function appendWithin(db: Queryable, prepared: PreparedEvent[], committed:
   return { results, notices };
 }
 
+function rememberNoticedHeads(notices: AuditAppendNotice[], results: AppendResult[]): void {
+  for (const n of notices) rememberHead(n.chainId, n.toSeq, Buffer.from(results.find((r) => r.chainId === n.chainId && r.seq === n.toSeq)!.hash, 'hex'));
+}
+
+/** One chain's events in one scope transaction of their own; retried when a same-key append won a race. */
+async function appendChainInScope(pool: Pool, prepared: PreparedEvent[]): Promise<AppendResult[]> {
+  const tenantId = prepared[0]!.row.tenantId;
+  for (let attempt = 1; ; attempt++) {
+    let outcome: { results: AppendResult[]; notices: AuditAppendNotice[] };
+    try {
+      outcome = await withScope(pool, tenantId, (tx) => appendWithin(tx, prepared, true));
+    } catch (err) {
+      heads.delete(prepared[0]!.row.chainId);
+      // A same-key append, or an append that bypassed the lock, won the race: the repeat then
+      // finds the key and returns it as a duplicate.
+      if ((err as { code?: string }).code === UNIQUE_VIOLATION && attempt < MAX_ATTEMPTS) continue;
+      throw err;
+    }
+    rememberNoticedHeads(outcome.notices, outcome.results);
+    notify(outcome.notices);
+    return outcome.results;
+  }
+}
 
 /**
- * Appends events (any mix of chains) atomically: all or none. With a PoolClient the caller's
- * transaction decides; with a Pool this runs one transaction (one statement for a single event).
- * Results are in input order.
+ * Appends events (any mix of chains). With a PoolClient (inside the caller's withTenant or
+ * withPlatform) the caller's transaction decides: all or none. With a Pool each chain's events go
+ * in one transaction in that chain's scope (one statement for a single event): all or none per
+ * chain, chains in a fixed order. Results are in input order.
  */
 export async function appendAuditEvents(db: Queryable, items: readonly AuditAppendItem[]): Promise<AppendResult[]> {
   const prepared = items.map((item) => prepareAuditEvent(item.event, item.idempotencyKey));
   if (prepared.length === 0) return [];
-  const pool = isPool(db) ? db : null;
+  const pool = db instanceof Pool ? db : null;
 
   if (prepared.length === 1) {
     if (pool) return [(await coalescerFor(pool).append(prepared[0]!)).result]; // notifies itself
@@ -534,31 +562,20 @@ export async function appendAuditEvents(db: Queryable, items: readonly AuditAppe
 
   if (!pool) {
     const { results, notices } = await appendWithin(db, prepared, false);
-    for (const n of notices) rememberHead(n.chainId, n.toSeq, Buffer.from(results.find((r) => r.chainId === n.chainId && r.seq === n.toSeq)!.hash, 'hex'));
+    rememberNoticedHeads(notices, results);
     notify(notices);
     return results;
   }
-  for (let attempt = 1; ; attempt++) {
-    const client = await pool.connect();
-    let outcome: { results: AppendResult[]; notices: AuditAppendNotice[] };
-    try {
-      await client.query('BEGIN');
-      outcome = await appendWithin(client, prepared, true);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      for (const p of prepared) heads.delete(p.row.chainId);
-      // A same-key append on another chain, or an append that bypassed the lock, won the race: retry
-      // (the repeat then finds the key and returns it as a duplicate).
-      if ((err as { code?: string }).code === UNIQUE_VIOLATION && attempt < MAX_ATTEMPTS) continue;
-      throw err;
-    } finally {
-      client.release();
-    }
-    for (const n of outcome.notices) rememberHead(n.chainId, n.toSeq, Buffer.from(outcome.results.find((r) => r.chainId === n.chainId && r.seq === n.toSeq)!.hash, 'hex'));
-    notify(outcome.notices);
-    return outcome.results;
+
+  const byChain = new Map<string, number[]>();
+  prepared.forEach((p, i) => byChain.set(p.row.chainId, [...(byChain.get(p.row.chainId) ?? []), i]));
+  const results: AppendResult[] = new Array(prepared.length);
+  for (const chainId of [...byChain.keys()].sort()) {
+    const indexes = byChain.get(chainId)!;
+    const chainResults = await appendChainInScope(pool, indexes.map((i) => prepared[i]!));
+    indexes.forEach((i, k) => (results[i] = chainResults[k]!));
   }
+  return results;
 }
 
 /** Appends one event; see `appendAuditEvents` and the module comment. */

@@ -1,8 +1,9 @@
-import { withTransaction } from '../db/pool';
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
+import { withScope, type Queryable } from '../db/tenant-scope';
 import { appendCheckpointLine, insertCheckpoint, signCheckpoint, tableCheckpoints } from './checkpoints';
 import type { AuditKeyring, AuditSigner } from './keys';
 import { appendAuditEvent } from './log';
+import { chainTenant } from './scope';
 import { verifyChain } from './verify';
 
 /**
@@ -14,6 +15,10 @@ import { verifyChain } from './verify';
  * 0005) is the only way to delete audit rows; it records an anchor (the epoch's last seq and hash)
  * so the verifier starts there. Here: discovery of candidate epochs, the batch loop, the
  * `retention.purged` event (same transaction as the purge), and sealing epoch boundaries.
+ *
+ * Row-level security: candidates come from the allow-listed `audit_expired_epochs()` (migration
+ * 0009: chain ids and epochs only, across chains in one statement); every purge and seal then runs
+ * in the chain's scope (a deleted tenant's chain included: the policies compare ids only).
  */
 
 export const PLATFORM_RETENTION_MONTHS = 84;
@@ -33,40 +38,18 @@ export interface EpochPurge {
 export interface ExpiredEpoch {
   chainId: string;
   epoch: string;
-  retentionMonths: number;
 }
 
 /**
- * Each chain's oldest epoch when it is past the chain's retention (the database re-checks). The
- * chains come from a loose index scan; the oldest event is the chain's first seq.
+ * Each chain's oldest epoch when it is past the chain's retention (the database re-checks when it
+ * purges), oldest first. Needs no scope: `audit_expired_epochs()` returns chain ids and epochs only.
  */
-export async function findExpiredEpochs(db: Pick<Pool | PoolClient, 'query'>, opts: { limit: number; exclude?: string[]; now?: Date }): Promise<ExpiredEpoch[]> {
-  const { rows } = await db.query<{ chain_id: string; epoch: string; months: number }>(
-    `WITH RECURSIVE chains(c) AS (
-       (SELECT chain_id FROM audit_events ORDER BY chain_id LIMIT 1)
-       UNION ALL
-       SELECT (SELECT e.chain_id FROM audit_events e WHERE e.chain_id > chains.c ORDER BY e.chain_id LIMIT 1)
-         FROM chains WHERE chains.c IS NOT NULL
-     ),
-     firsts AS (
-       SELECT ch.c AS chain_id,
-              date_trunc('month', (SELECT e.occurred_at FROM audit_events e WHERE e.chain_id = ch.c ORDER BY e.seq LIMIT 1) AT TIME ZONE 'UTC') AS epoch
-         FROM chains ch WHERE ch.c IS NOT NULL AND NOT (ch.c = ANY($2::text[]))
-     ),
-     policy AS (
-       SELECT f.chain_id, f.epoch,
-              greatest(coalesce(t.audit_retention_months, s.platform_retention_months, ${PLATFORM_RETENTION_MONTHS}), ${MIN_RETENTION_MONTHS}) AS months
-         FROM firsts f
-         CROSS JOIN audit_retention_settings s
-         LEFT JOIN tenants t ON f.chain_id <> 'platform' AND t.id::text = f.chain_id
-     )
-     SELECT chain_id, to_char(epoch, 'YYYY-MM-DD') AS epoch, months FROM policy
-      WHERE ((epoch + interval '1 month' + make_interval(months => months)) AT TIME ZONE 'UTC') <= $3::timestamptz
-      ORDER BY epoch, chain_id
-      LIMIT $1`,
+export async function findExpiredEpochs(db: Queryable, opts: { limit: number; exclude?: string[]; now?: Date }): Promise<ExpiredEpoch[]> {
+  const { rows } = await db.query<{ chain_id: string; epoch: string }>(
+    "SELECT chain_id, to_char(epoch, 'YYYY-MM-DD') AS epoch FROM audit_expired_epochs($1, $2::text[], $3::timestamptz)",
     [opts.limit, opts.exclude ?? [], (opts.now ?? new Date()).toISOString()],
   );
-  return rows.map((r) => ({ chainId: r.chain_id, epoch: r.epoch, retentionMonths: r.months }));
+  return rows.map((r) => ({ chainId: r.chain_id, epoch: r.epoch }));
 }
 
 /**
@@ -74,7 +57,7 @@ export async function findExpiredEpochs(db: Pick<Pool | PoolClient, 'query'>, op
  * `retention.purged` event to the chain (after the new anchor, so verification passes from it).
  */
 export async function purgeEpoch(pool: Pool, chainId: string, epoch: string): Promise<EpochPurge> {
-  return withTransaction(pool, async (client) => {
+  return withScope(pool, chainTenant(chainId), async (client) => {
     const { rows } = await client.query<{ r_status: PurgeStatus; r_purged: string; r_anchor_seq: string | null; r_anchor_hash: Buffer | null }>(
       'SELECT r_status, r_purged, r_anchor_seq, r_anchor_hash FROM audit_purge_epoch($1, $2::date)',
       [chainId, epoch],
@@ -113,22 +96,26 @@ export interface SealSettings {
  * Returns true when the epoch boundary is (now) sealed.
  */
 export async function sealEpochBoundary(pool: Pool, seal: SealSettings, chainId: string, epoch: string): Promise<boolean> {
-  const { rows } = await pool.query<{ id: string; seq: string; hash: Buffer }>(
-    `SELECT id, seq, hash FROM audit_events
-      WHERE chain_id = $1 AND occurred_at < (($2::date + interval '1 month')::timestamp AT TIME ZONE 'UTC')
-      ORDER BY seq DESC LIMIT 1`,
-    [chainId, epoch],
-  );
-  const last = rows[0];
+  const scope = chainTenant(chainId);
+  const { last, checkpoints } = await withScope(pool, scope, async (tx) => ({
+    last: (
+      await tx.query<{ id: string; seq: string; hash: Buffer }>(
+        `SELECT id, seq, hash FROM audit_events
+          WHERE chain_id = $1 AND occurred_at < (($2::date + interval '1 month')::timestamp AT TIME ZONE 'UTC')
+          ORDER BY seq DESC LIMIT 1`,
+        [chainId, epoch],
+      )
+    ).rows[0],
+    checkpoints: await tableCheckpoints(tx, chainId),
+  }));
   if (!last) return false;
   const seq = Number(last.seq);
-  const checkpoints = await tableCheckpoints(pool, chainId);
   if (checkpoints.some((c) => c.lastSeq === seq)) return true;
   if (!checkpoints.some((c) => c.lastSeq > seq)) return false; // the live checkpointer seals it later
   const report = await verifyChain(pool, chainId, { keyring: seal.keyring, dir: seal.dir });
   if (!report.ok) return false; // never sign over a broken chain: the verification reports it
   const checkpoint = signCheckpoint(seal.signer, { chainId, lastSeq: seq, lastId: Number(last.id), lastHash: last.hash.toString('hex'), count: seq, createdAt: new Date().toISOString() });
-  return withTransaction(pool, async (client) => {
+  return withScope(pool, scope, async (client) => {
     const locked = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock(hashtextextended('switchboard.audit-checkpoint:' || $1, 0)) AS ok", [chainId]);
     if (!locked.rows[0]!.ok) return false;
     if (await insertCheckpoint(client, checkpoint, true)) appendCheckpointLine(seal.dir, checkpoint);

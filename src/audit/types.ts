@@ -32,7 +32,8 @@ export type AuditAction =
   | 'operator.created'
   | 'user.created'
   | 'api_key.created'
-  | 'api_key.revoked';
+  | 'api_key.revoked'
+  | 'user.updated';
 
 export interface AuditEventInput {
   /** Null for platform events (they go to the platform chain). */

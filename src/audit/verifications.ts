@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import { withTransaction } from '../db/pool';
+import { withPlatform } from '../db/tenant-scope';
 
 /**
  * Results of the scheduled audit verification (table audit_verifications, migration 0005).
@@ -12,9 +12,12 @@ export interface VerificationOutcome {
   firstFinding: string | null;
 }
 
-/** Inserts the result; on failure `onFailure` runs in the same transaction (the alert event). */
+/**
+ * Inserts the result; on failure `onFailure` runs in the same transaction (the alert event), in the
+ * platform scope: the alert goes to the platform chain.
+ */
 export async function recordAuditVerification(pool: Pool, v: VerificationOutcome, onFailure?: (client: PoolClient) => Promise<void>): Promise<void> {
-  await withTransaction(pool, async (client) => {
+  await withPlatform(pool, async (client) => {
     await client.query('INSERT INTO audit_verifications (ok, findings, first_finding) VALUES ($1, $2, $3)', [v.ok, v.findings, v.firstFinding?.slice(0, 1000) ?? null]);
     if (!v.ok && onFailure) await onFailure(client);
   });

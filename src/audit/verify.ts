@@ -1,8 +1,9 @@
-import type { Pool, PoolClient } from 'pg';
+import { type Queryable } from '../db/tenant-scope';
 import { checkpointFileChains, readCheckpointFile, sameCheckpoint, tableCheckpoints, verifyCheckpointSignature, type SignedCheckpoint } from './checkpoints';
 import { computeAuditHash, ZERO_HASH, type HashedAuditRow } from './hash';
 import type { AuditKeyring } from './keys';
 import { isAuditChainId } from './log';
+import { auditChainIds, inChainScope } from './scope';
 import type { AuditActorType } from './types';
 
 /**
@@ -18,6 +19,11 @@ import type { AuditActorType } from './types';
  * For a checkpoint whose signed hash differs from the row at its lastSeq, the first row that can no
  * longer be proven is the one after the last checkpoint (or anchor) that still matches: that row
  * is named, with the range. For a truncated tail, the first missing seq is named (no row id).
+ *
+ * Row-level security: each chain is read in its own scope (one transaction per chain when given a
+ * Pool); the chains come from `audit_chain_ids()` and the checkpoint files. An id there that is no
+ * chain (neither `platform` nor a tenant id: forged behind the app's back) belongs to no scope, so
+ * nothing can read it: it is a finding of its own.
  */
 
 export type FindingKind =
@@ -35,7 +41,8 @@ export type FindingKind =
   | 'checkpoint_hash_mismatch'
   | 'checkpoint_id_mismatch'
   | 'checkpoint_count_mismatch'
-  | 'anchor_unsealed';
+  | 'anchor_unsealed'
+  | 'invalid_chain';
 
 export interface AuditFinding {
   chainId: string;
@@ -89,7 +96,8 @@ export interface VerifyOptions {
   ignoreCheckpoints?: boolean;
 }
 
-type Db = Pick<Pool | PoolClient, 'query'>;
+/** A Pool (each chain is read in its own scope), or a client already in the one chain's scope. */
+type Db = Queryable;
 
 export interface AuditEventRow {
   id: string;
@@ -145,19 +153,32 @@ export async function latestAnchor(db: Db, chainId: string): Promise<{ seq: numb
 
 /** Every chain the log knows of: with events, checkpoints (table or file) or anchors. */
 async function allChains(db: Db, dir: string | null): Promise<string[]> {
-  const { rows } = await db.query<{ c: string }>(`
-    WITH RECURSIVE chains(c) AS (
-      (SELECT chain_id FROM audit_events ORDER BY chain_id LIMIT 1)
-      UNION ALL
-      SELECT (SELECT e.chain_id FROM audit_events e WHERE e.chain_id > chains.c ORDER BY e.chain_id LIMIT 1)
-        FROM chains WHERE chains.c IS NOT NULL
-    )
-    SELECT c FROM chains WHERE c IS NOT NULL
-    UNION SELECT chain_id FROM audit_checkpoints
-    UNION SELECT chain_id FROM audit_anchors`);
-  const ids = new Set(rows.map((r) => r.c));
+  const ids = new Set(await auditChainIds(db));
   if (dir) for (const c of checkpointFileChains(dir)) ids.add(c);
   return [...ids].sort();
+}
+
+/** The report for a listed id that is no chain: nothing in any scope can read (or append to) it. */
+function invalidChainReport(chainId: string): ChainReport {
+  const finding: AuditFinding = {
+    chainId,
+    seq: null,
+    id: null,
+    kind: 'invalid_chain',
+    problem: 'rows under an id that is neither platform nor a tenant id (written behind the application: no scope can read them)',
+  };
+  return {
+    chainId,
+    ok: false,
+    anchor: null,
+    headSeq: 0,
+    eventsChecked: 0,
+    checkpoints: { table: 0, file: 0, checked: 0, lastSeq: null },
+    unsealedEvents: 0,
+    findingCount: 1,
+    findings: [finding],
+    firstBad: finding,
+  };
 }
 
 interface CheckpointEntry {
@@ -168,7 +189,13 @@ interface CheckpointEntry {
   trusted?: SignedCheckpoint;
 }
 
-export async function verifyChain(db: Db, chainId: string, opts: VerifyOptions): Promise<ChainReport> {
+/** Verifies one chain: with a Pool in one transaction in the chain's scope, else in the caller's. */
+export function verifyChain(db: Db, chainId: string, opts: VerifyOptions): Promise<ChainReport> {
+  if (!isAuditChainId(chainId)) return Promise.resolve(invalidChainReport(chainId));
+  return inChainScope(db, chainId, (tx) => verifyChainIn(tx, chainId, opts));
+}
+
+async function verifyChainIn(db: Db, chainId: string, opts: VerifyOptions): Promise<ChainReport> {
   const batchSize = opts.batchSize ?? 5000;
   const maxFindings = opts.maxFindingsPerChain ?? 50;
   const findings: AuditFinding[] = [];

@@ -15,7 +15,7 @@ import {
 import { AuditKeyring, AuditSigner } from '../../src/audit/keys';
 import { appendAuditEvent, appendAuditEvents } from '../../src/audit/log';
 import { verifyChain } from '../../src/audit/verify';
-import { withTransaction } from '../../src/db/pool';
+import { withTenant } from '../../src/db/tenant-scope';
 import { createLogger } from '../../src/logger';
 import { asAttacker, auditEvent } from '../support/audit';
 import { createTestDatabase, eventually, LogCapture, type TestDatabase } from '../support/stack';
@@ -44,7 +44,7 @@ describe('audit checkpoints (real PostgreSQL, app role)', () => {
     await appendAuditEvents(db.pool, Array.from({ length: n }, (_, i) => ({ event: auditEvent(chain === 'platform' ? null : chain, i) })));
   };
   const tableSeqs = async (chain: string) =>
-    (await db.pool.query<{ last_seq: string }>('SELECT last_seq FROM audit_checkpoints WHERE chain_id = $1 ORDER BY last_seq', [chain])).rows.map((r) => Number(r.last_seq));
+    (await db.ownerPool.query<{ last_seq: string }>('SELECT last_seq FROM audit_checkpoints WHERE chain_id = $1 ORDER BY last_seq', [chain])).rows.map((r) => Number(r.last_seq));
   const fileSeqs = (chain: string) => readCheckpointFile(dir, chain).map((l) => l.checkpoint!.lastSeq);
   const verify = (chain: string, ring = keyring) => verifyChain(db.pool, chain, { keyring: ring, dir });
 
@@ -69,7 +69,7 @@ describe('audit checkpoints (real PostgreSQL, app role)', () => {
     expect(fileSeqs(chain)).toEqual([10, 13]);
     const lines = readCheckpointFile(dir, chain).map((l) => l.checkpoint!);
     for (const c of lines) expect(verifyCheckpointSignature(keyring, c)).toBe(true);
-    const head = (await db.pool.query("SELECT id, encode(hash, 'hex') AS hash FROM audit_events WHERE chain_id = $1 AND seq = 13", [chain])).rows[0];
+    const head = (await db.ownerPool.query("SELECT id, encode(hash, 'hex') AS hash FROM audit_events WHERE chain_id = $1 AND seq = 13", [chain])).rows[0];
     expect(lines[1]).toMatchObject({ chainId: chain, lastSeq: 13, lastId: Number(head.id), lastHash: head.hash, count: 13, keyId: signer.keyId });
     expect(readFileSync(checkpointFile(dir, chain), 'utf8').endsWith('\n')).toBe(true);
 
@@ -102,7 +102,7 @@ describe('audit checkpoints (real PostgreSQL, app role)', () => {
       expect(await tableSeqs(chain)).toEqual([5]);
 
       // Inside a caller's transaction: sealed after it commits (the checkpointer looks a second later).
-      await withTransaction(db.pool, async (client) => {
+      await withTenant(db.pool, chain, async (client) => {
         for (let i = 0; i < 5; i++) await appendAuditEvent(client, auditEvent(chain, i));
       });
       await eventually(async () => (await tableSeqs(chain)).length === 2, 5_000, 50);
@@ -143,12 +143,15 @@ describe('audit checkpoints (real PostgreSQL, app role)', () => {
 
     const chain2 = randomUUID();
     await append(chain2, 2);
-    const head = (await db.pool.query("SELECT id, encode(hash, 'hex') AS hash FROM audit_events WHERE chain_id = $1 AND seq = 2", [chain2])).rows[0];
+    const head = (await db.ownerPool.query("SELECT id, encode(hash, 'hex') AS hash FROM audit_events WHERE chain_id = $1 AND seq = 2", [chain2])).rows[0];
     const forged = { ...signCheckpoint(other, { chainId: chain2, lastSeq: 2, lastId: Number(head.id), lastHash: head.hash, count: 2, createdAt: new Date().toISOString() }), keyId: signer.keyId };
     appendCheckpointLine(dir, forged);
-    await db.pool.query(
-      'INSERT INTO audit_checkpoints (chain_id, last_seq, last_id, last_hash, event_count, created_at, key_id, signature) VALUES ($1, 2, $2, $3, 2, $4, $5, $6)',
-      [chain2, head.id, Buffer.from(head.hash, 'hex'), forged.createdAt, forged.keyId, Buffer.from(forged.signature, 'base64')],
+    // The app role may insert checkpoints (in the chain's scope): only the signature tells them apart.
+    await withTenant(db.pool, chain2, (client) =>
+      client.query(
+        'INSERT INTO audit_checkpoints (chain_id, last_seq, last_id, last_hash, event_count, created_at, key_id, signature) VALUES ($1, 2, $2, $3, 2, $4, $5, $6)',
+        [chain2, head.id, Buffer.from(head.hash, 'hex'), forged.createdAt, forged.keyId, Buffer.from(forged.signature, 'base64')],
+      ),
     );
     const r2 = await verify(chain2);
     expect(r2.findings.map((f) => f.kind)).toEqual(['checkpoint_bad_signature', 'checkpoint_bad_signature']);
@@ -188,7 +191,7 @@ describe('audit checkpoints (real PostgreSQL, app role)', () => {
   it('heals a crash between the file write and the commit: the file line goes back into the table', async () => {
     const chain = randomUUID();
     await append(chain, 3);
-    const head = (await db.pool.query("SELECT id, encode(hash, 'hex') AS hash FROM audit_events WHERE chain_id = $1 AND seq = 3", [chain])).rows[0];
+    const head = (await db.ownerPool.query("SELECT id, encode(hash, 'hex') AS hash FROM audit_events WHERE chain_id = $1 AND seq = 3", [chain])).rows[0];
     // What a crash leaves: the line is fsynced, the transaction with the row never committed.
     appendCheckpointLine(dir, signCheckpoint(signer, { chainId: chain, lastSeq: 3, lastId: Number(head.id), lastHash: head.hash, count: 3, createdAt: new Date().toISOString() }));
     expect((await verify(chain)).findings.map((f) => f.kind)).toEqual(['checkpoint_missing_from_table']);

@@ -140,7 +140,7 @@ describe('operator CLI: audit:verify and audit:export (child process, real Postg
 
   it('audit:verify exits 3 on a broken chain, naming the first bad row, and records the failure', async () => {
     // Event 6 recorded a failure; the attacker turns it into a success.
-    const id = (await db.pool.query<{ id: string }>("SELECT id FROM audit_events WHERE chain_id = $1 AND seq = 6 AND outcome = 'failure'", [tenantA])).rows[0]!.id;
+    const id = (await db.ownerPool.query<{ id: string }>("SELECT id FROM audit_events WHERE chain_id = $1 AND seq = 6 AND outcome = 'failure'", [tenantA])).rows[0]!.id;
     await asAttacker(db.ownerPool, (c) => c.query("UPDATE audit_events SET outcome = 'success', reason = NULL WHERE chain_id = $1 AND seq = 6", [tenantA]));
     await asAttacker(db.ownerPool, (c) => c.query('DELETE FROM audit_events WHERE chain_id = $1 AND seq >= 4', [tenantB]));
 
@@ -157,7 +157,7 @@ describe('operator CLI: audit:verify and audit:export (child process, real Postg
     const report = JSON.parse(json.stdout) as AuditVerifyReport;
     expect(report.chains[0]!.firstBad).toEqual({ chainId: tenantA, seq: 6, id, kind: 'hash_mismatch', problem: expect.any(String) });
 
-    const { rows } = await db.pool.query("SELECT actor_type, outcome, details FROM audit_events WHERE chain_id = 'platform' AND action = 'audit.verification_failed' ORDER BY seq");
+    const { rows } = await db.ownerPool.query("SELECT actor_type, outcome, details FROM audit_events WHERE chain_id = 'platform' AND action = 'audit.verification_failed' ORDER BY seq");
     expect(rows).toHaveLength(2);
     expect(rows[0]).toEqual({ actor_type: 'operator', outcome: 'failure', details: { firstBad: [{ chainId: tenantA, seq: 6, kind: 'hash_mismatch' }] } });
   });
@@ -192,7 +192,7 @@ describe('operator CLI: audit:verify and audit:export (child process, real Postg
     expect(ok.code).toBe(0);
     const refused = await cli(['channels:connect', '--tenant', 'not-a-uuid', '--platform', 'messenger', '--account-id', '123', '--access-token', 'EAAB-never-logged']);
     expect(refused.code).toBe(2);
-    const { rows } = await db.pool.query<{ resource: string; outcome: string; reason: string | null; details: unknown }>(
+    const { rows } = await db.ownerPool.query<{ resource: string; outcome: string; reason: string | null; details: unknown }>(
       `SELECT resource, outcome, reason, details FROM audit_events WHERE action = 'cli.command' AND resource IN ('cli:tenants:create', 'cli:channels:connect') ORDER BY id`,
     );
     expect(rows.map((r) => [r.resource, r.outcome])).toEqual([

@@ -35,7 +35,7 @@ describe('audit coverage of security-relevant paths', () => {
   let channelId: string;
 
   const events = async (action: string, where = 'true', params: unknown[] = []) =>
-    (await stack.db.pool.query<Row>(`SELECT * FROM audit_events WHERE action = $1 AND ${where} ORDER BY id`, [action, ...params])).rows;
+    (await stack.db.ownerPool.query<Row>(`SELECT * FROM audit_events WHERE action = $1 AND ${where} ORDER BY id`, [action, ...params])).rows;
   const noSecrets = (rows: Row[]) => {
     const text = JSON.stringify(rows);
     expect(text).not.toContain(TOKEN);
@@ -57,15 +57,15 @@ describe('audit coverage of security-relevant paths', () => {
     noSecrets(rows);
 
     // A failing audit append rolls the token back: no token without its audit row.
-    const before = (await stack.db.pool.query('SELECT count(*)::int AS n FROM channels')).rows[0].n;
+    const before = (await stack.db.ownerPool.query('SELECT count(*)::int AS n FROM channels')).rows[0].n;
     await expect(
       connectChannel(stack.db.pool, stack.vault, { tenantId, platform: 'instagram', accountId: IG_ACCOUNT, accessToken: TOKEN }, { actor: { type: 'nobody' as 'system' } }),
     ).rejects.toThrow(/actor.type/);
-    expect((await stack.db.pool.query('SELECT count(*)::int AS n FROM channels')).rows[0].n).toBe(before);
+    expect((await stack.db.ownerPool.query('SELECT count(*)::int AS n FROM channels')).rows[0].n).toBe(before);
   });
 
   it('loadChannelCredentials: token.decrypted with purpose and channel', async () => {
-    const creds = await loadChannelCredentials(stack.db.pool, stack.vault, channelId, 'graph.validate');
+    const creds = await loadChannelCredentials(stack.db.pool, stack.vault, { tenantId, channelId }, 'graph.validate');
     expect(creds.accessToken).toBe(TOKEN);
     const rows = await events('token.decrypted', "details->>'purpose' = 'graph.validate'");
     expect(rows).toHaveLength(1);
@@ -87,7 +87,7 @@ describe('audit coverage of security-relevant paths', () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ chain_id: tenantId, resource: `channel:${channelId}`, outcome: 'success', reason: expect.stringContaining('190') });
     // The status change and its event went together: one change, one event.
-    expect((await stack.db.pool.query('SELECT status FROM channels WHERE id = $1', [channelId])).rows[0].status).toBe('reauth_required');
+    expect((await stack.db.ownerPool.query('SELECT status FROM channels WHERE id = $1', [channelId])).rows[0].status).toBe('reauth_required');
     noSecrets(await events('token.decrypted'));
   });
 
@@ -109,7 +109,7 @@ describe('audit coverage of security-relevant paths', () => {
     const rows = await events('webhook.unrouted', "details->>'accountId' = $2", [PAGE_B]);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ chain_id: 'platform', actor_type: 'meta', outcome: 'failure', reason: 'unknown_account', details: expect.objectContaining({ eventType: 'message', reason: 'unknown_account' }) });
-    const unrouted = await stack.db.pool.query('SELECT count(*)::int AS n FROM unrouted_events WHERE account_id = $1', [PAGE_B]);
+    const unrouted = await stack.db.ownerPool.query('SELECT count(*)::int AS n FROM unrouted_events WHERE account_id = $1', [PAGE_B]);
     expect(unrouted.rows[0].n).toBe(1);
     noSecrets(rows);
   });

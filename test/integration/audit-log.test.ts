@@ -5,14 +5,15 @@ import { AuditKeyring } from '../../src/audit/keys';
 import { computeAuditHash } from '../../src/audit/hash';
 import { appendAuditEvent, appendAuditEvents, onAuditAppended, prepareAuditEvent, type AppendResult, type AuditAppendNotice } from '../../src/audit/log';
 import { verifyAuditLog, verifyChain } from '../../src/audit/verify';
-import { withTransaction } from '../../src/db/pool';
-import { createTenant } from '../../src/db/tenants';
-import { auditEvent } from '../support/audit';
+import { withTenant } from '../../src/db/tenant-scope';
+import { auditEvent, seedTenant } from '../support/audit';
 import { createTestDatabase, type TestDatabase } from '../support/stack';
 
 /**
  * The audit log on real PostgreSQL, as the app role: appends, per-chain ordering under
  * concurrency, idempotency, atomicity with the action's transaction, and what the database refuses.
+ * The app role is subject to row-level security: rows are inspected through the owner's pool, and
+ * transactions of the app's own are opened with withTenant.
  */
 
 const noKeys = new AuditKeyring([]);
@@ -27,7 +28,7 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
 
   const chainRows = async (chainId: string) =>
     (
-      await db.pool.query<{ seq: string; prev_hash: Buffer; hash: Buffer }>('SELECT seq, prev_hash, hash FROM audit_events WHERE chain_id = $1 ORDER BY seq', [chainId])
+      await db.ownerPool.query<{ seq: string; prev_hash: Buffer; hash: Buffer }>('SELECT seq, prev_hash, hash FROM audit_events WHERE chain_id = $1 ORDER BY seq', [chainId])
     ).rows;
 
   /** Seqs 1..n, each prev_hash the previous hash, and the verifier agrees. */
@@ -41,7 +42,7 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
   };
 
   it('appends to per-tenant chains and the platform chain, and stores what it hashed', async () => {
-    const tenant = (await createTenant(db.pool, 'Audit A')).id;
+    const tenant = await seedTenant(db.ownerPool, 'Audit A');
     const first = await appendAuditEvent(db.pool, auditEvent(tenant, 1, { details: { email: 'jane.doe@example.com', accessToken: 'EAABsecret', n: 2 ** 60 } }));
     expect(first).toEqual({ chainId: tenant, seq: 1, hash: expect.stringMatching(/^[0-9a-f]{64}$/), duplicate: false });
     const second = await appendAuditEvent(db.pool, auditEvent(tenant, 2));
@@ -49,7 +50,7 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
     const platform = await appendAuditEvent(db.pool, { tenantId: null, actor: { type: 'system' }, action: 'key.rotated', outcome: 'success', resource: 'master_key:2' });
     expect(platform).toMatchObject({ chainId: 'platform', seq: 1 });
 
-    const { rows } = await db.pool.query('SELECT tenant_id, actor_type, action, details, encode(hash, \'hex\') AS hash FROM audit_events WHERE chain_id = $1 AND seq = 1', [tenant]);
+    const { rows } = await db.ownerPool.query('SELECT tenant_id, actor_type, action, details, encode(hash, \'hex\') AS hash FROM audit_events WHERE chain_id = $1 AND seq = 1', [tenant]);
     // Masked before storing (and hashing): no token, no email, big integers as strings.
     expect(rows[0]).toEqual({
       tenant_id: tenant,
@@ -89,12 +90,10 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
 
   it('serializes per chain, not globally: a held chain does not block another', async () => {
     const [a, b] = [randomUUID(), randomUUID()];
-    const client = await db.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await appendAuditEvent(client, auditEvent(a, 1)); // chain a locked until COMMIT
-      let aDone = false;
-      const waitingOnA = appendAuditEvent(db.pool, auditEvent(a, 2)).then((r) => {
+    let aDone = false;
+    const waitingOnA = await withTenant(db.pool, a, async (client) => {
+      await appendAuditEvent(client, auditEvent(a, 1)); // chain a locked until this transaction commits
+      const waiting = appendAuditEvent(db.pool, auditEvent(a, 2)).then((r) => {
         aDone = true;
         return r;
       });
@@ -102,11 +101,9 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
       expect((await appendAuditEvent(db.pool, auditEvent(b, 1))).seq).toBe(1);
       await new Promise((r) => setTimeout(r, 200));
       expect(aDone).toBe(false);
-      await client.query('COMMIT');
-      expect((await waitingOnA).seq).toBe(2);
-    } finally {
-      client.release();
-    }
+      return { waiting };
+    });
+    expect((await waitingOnA.waiting).seq).toBe(2);
     await expectIntactChain(a, 2);
   });
 
@@ -114,7 +111,7 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
     const tenant = randomUUID();
     await appendAuditEvent(db.pool, auditEvent(tenant, 1)); // this process now remembers head 1
     // "Another process": appends seq 2 straight through the database function.
-    const head = (await db.pool.query<{ hash: Buffer }>('SELECT hash FROM audit_events WHERE chain_id = $1 AND seq = 1', [tenant])).rows[0]!.hash;
+    const head = (await db.ownerPool.query<{ hash: Buffer }>('SELECT hash FROM audit_events WHERE chain_id = $1 AND seq = 1', [tenant])).rows[0]!.hash;
     const { row } = prepareAuditEvent(auditEvent(tenant, 2));
     const hash = computeAuditHash(head, { ...row, seq: 2 });
     const other = await db.ownerPool.query(
@@ -124,7 +121,7 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
     expect(other.rows[0].r_status).toBe('appended');
     // Coalesced appends through the Pool find the stale head and retry; so does one in a transaction.
     await Promise.all([appendAuditEvent(db.pool, auditEvent(tenant, 3)), appendAuditEvent(db.pool, auditEvent(tenant, 4))]);
-    await withTransaction(db.pool, (client) => appendAuditEvent(client, auditEvent(tenant, 5)));
+    await withTenant(db.pool, tenant, (client) => appendAuditEvent(client, auditEvent(tenant, 5)));
     await expectIntactChain(tenant, 5);
   });
 
@@ -172,7 +169,7 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
     expect(batch.map((r) => r.duplicate)).toEqual([false, false, true, true]);
     expect(batch[2]!.seq).toBe(batch[0]!.seq);
     expect(batch[3]).toEqual({ ...first, duplicate: true });
-    expect((await db.pool.query('SELECT count(*)::int AS n FROM audit_events WHERE idempotency_key = ANY($1)', [[key, racing, batchKey]])).rows[0].n).toBe(3);
+    expect((await db.ownerPool.query('SELECT count(*)::int AS n FROM audit_events WHERE idempotency_key = ANY($1)', [[key, racing, batchKey]])).rows[0].n).toBe(3);
     await expectIntactChain(tenant, 4);
   });
 
@@ -189,42 +186,56 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
     expect(a.duplicate).toBe(false);
     expect(retried).toEqual({ ...a, duplicate: true });
     expect(next).toMatchObject({ seq: 2, duplicate: false });
-    const { rows } = await db.pool.query('SELECT idempotency_key, occurred_at FROM audit_events WHERE chain_id = $1 ORDER BY seq', [tenant]);
+    const { rows } = await db.ownerPool.query('SELECT idempotency_key, occurred_at FROM audit_events WHERE chain_id = $1 ORDER BY seq', [tenant]);
     expect(rows.map((r) => r.idempotency_key)).toEqual([auditIdempotencyKey(workflowId, 0), auditIdempotencyKey(workflowId, 1)]);
     expect(rows[0].occurred_at.toISOString()).toBe('2025-05-01T10:00:00.000Z');
     expect(auditIdempotencyKey('x'.repeat(500), 3)).toMatch(/^wf:sha256-[0-9a-f]{64}:3$/);
   });
 
   it('commits and rolls back with the action it records (same transaction)', async () => {
-    const before = (await db.pool.query("SELECT coalesce(max(seq), 0)::int AS n FROM audit_events WHERE chain_id = 'platform'")).rows[0].n as number;
+    // The action: creating a tenant, inside its own scope, audited on its chain.
+    const tenant = randomUUID();
+    const createdEvent = { tenantId: tenant, actor: { type: 'operator' as const, id: 'cli' }, action: 'tenant.created' as const, outcome: 'success' as const, resource: `tenant:${tenant}` };
+    const chainHead = async () => (await db.ownerPool.query('SELECT coalesce(max(seq), 0)::int AS n FROM audit_events WHERE chain_id = $1', [tenant])).rows[0].n as number;
+    const tenantRows = async (name: string) => (await db.ownerPool.query('SELECT 1 FROM tenants WHERE name = $1', [name])).rowCount;
+    await appendAuditEvent(db.pool, auditEvent(tenant, 0)); // the chain has a head to continue from
+    const before = await chainHead();
     // Rolled back: neither the tenant nor its audit row exists, and no seq was used up.
     await expect(
-      withTransaction(db.pool, async (client) => {
-        const { rows } = await client.query<{ id: string }>("INSERT INTO tenants (name) VALUES ('Rolled Back') RETURNING id");
-        await appendAuditEvent(client, { tenantId: null, actor: { type: 'operator', id: 'cli' }, action: 'tenant.created', outcome: 'success', resource: `tenant:${rows[0]!.id}` });
+      withTenant(db.pool, tenant, async (client) => {
+        await client.query("INSERT INTO tenants (id, name) VALUES ($1, 'Rolled Back')", [tenant]);
+        await appendAuditEvent(client, createdEvent);
         throw new Error('the action failed after its audit row was written');
       }),
     ).rejects.toThrow('the action failed');
-    expect((await db.pool.query("SELECT 1 FROM tenants WHERE name = 'Rolled Back'")).rowCount).toBe(0);
-    expect((await db.pool.query("SELECT coalesce(max(seq), 0)::int AS n FROM audit_events WHERE chain_id = 'platform'")).rows[0].n).toBe(before);
+    expect(await tenantRows('Rolled Back')).toBe(0);
+    expect(await chainHead()).toBe(before);
 
     // Committed: both, and the chain continues without a gap.
-    const created = await withTransaction(db.pool, async (client) => {
-      const { rows } = await client.query<{ id: string }>("INSERT INTO tenants (name) VALUES ('Committed') RETURNING id");
-      return appendAuditEvent(client, { tenantId: null, actor: { type: 'operator', id: 'cli' }, action: 'tenant.created', outcome: 'success', resource: `tenant:${rows[0]!.id}` });
+    const created = await withTenant(db.pool, tenant, async (client) => {
+      await client.query("INSERT INTO tenants (id, name) VALUES ($1, 'Committed')", [tenant]);
+      return appendAuditEvent(client, createdEvent);
     });
     expect(created.seq).toBe(before + 1);
-    expect((await db.pool.query("SELECT 1 FROM tenants WHERE name = 'Committed'")).rowCount).toBe(1);
-    await expectIntactChain('platform', before + 1);
+    expect(await tenantRows('Committed')).toBe(1);
+    await expectIntactChain(tenant, before + 1);
 
     // An audit append that fails (invalid event) fails the action's transaction too.
+    const unaudited = randomUUID();
     await expect(
-      withTransaction(db.pool, async (client) => {
-        await client.query("INSERT INTO tenants (name) VALUES ('Unaudited')");
+      withTenant(db.pool, unaudited, async (client) => {
+        await client.query("INSERT INTO tenants (id, name) VALUES ($1, 'Unaudited')", [unaudited]);
         await appendAuditEvent(client, { tenantId: 'not-a-uuid', actor: { type: 'system' }, action: 'tenant.created', outcome: 'success' });
       }),
     ).rejects.toThrow(/tenantId/);
-    expect((await db.pool.query("SELECT 1 FROM tenants WHERE name = 'Unaudited'")).rowCount).toBe(0);
+    expect(await tenantRows('Unaudited')).toBe(0);
+  });
+
+  it('an event for a chain outside the transaction scope is refused, never written elsewhere', async () => {
+    const [mine, other] = [randomUUID(), randomUUID()];
+    await expect(withTenant(db.pool, mine, (client) => appendAuditEvent(client, auditEvent(other, 1)))).rejects.toThrow(/row-level security/);
+    await expect(withTenant(db.pool, mine, (client) => appendAuditEvent(client, auditEvent(null, 1)))).rejects.toThrow(/row-level security/);
+    expect((await db.ownerPool.query('SELECT count(*)::int AS n FROM audit_events WHERE chain_id = ANY($1)', [[mine, other]])).rows[0].n).toBe(0);
   });
 
   it('tells listeners after commit, and never fails the caller when a listener throws', async () => {
@@ -236,7 +247,7 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
     try {
       const tenant = randomUUID();
       await appendAuditEvents(db.pool, [{ event: auditEvent(tenant, 1) }, { event: auditEvent(tenant, 2) }]);
-      await withTransaction(db.pool, (client) => appendAuditEvent(client, auditEvent(tenant, 3)));
+      await withTenant(db.pool, tenant, (client) => appendAuditEvent(client, auditEvent(tenant, 3)));
       expect(notices.filter((n) => n.chainId === tenant)).toEqual([
         { chainId: tenant, fromSeq: 0, toSeq: 2, committed: true },
         { chainId: tenant, fromSeq: 2, toSeq: 3, committed: false },
@@ -253,7 +264,7 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
     await db.ownerPool.query('INSERT INTO audit_anchors (chain_id, anchor_seq, anchor_hash) VALUES ($1, 40, $2)', [tenant, anchorHash]);
     const r = await appendAuditEvent(db.pool, auditEvent(tenant, 1));
     expect(r.seq).toBe(41);
-    const { rows } = await db.pool.query('SELECT prev_hash FROM audit_events WHERE chain_id = $1', [tenant]);
+    const { rows } = await db.ownerPool.query('SELECT prev_hash FROM audit_events WHERE chain_id = $1', [tenant]);
     expect(rows[0].prev_hash.equals(anchorHash)).toBe(true);
     // The links verify from the anchor (the anchor itself is unsealed here: no checkpoint signs it).
     const report = await verifyChain(db.pool, tenant, { keyring: noKeys, dir: null });
@@ -283,7 +294,9 @@ describe('audit log: immutability the database enforces (as the app role)', () =
       "INSERT INTO audit_checkpoints (chain_id, last_seq, last_id, last_hash, event_count, created_at, key_id, signature) VALUES ($1, 3, 3, $2, 3, now(), 'ed25519:test', $3)",
       [tenant, Buffer.alloc(32), Buffer.alloc(64)],
     );
-    await db.ownerPool.query('INSERT INTO audit_anchors (chain_id, anchor_seq, anchor_hash) VALUES ($1, 1, $2)', [randomUUID(), Buffer.alloc(32)]);
+    // On the same chain: every statement below runs in the chain's scope, where all three tables
+    // have a row for the row triggers to refuse.
+    await db.ownerPool.query('INSERT INTO audit_anchors (chain_id, anchor_seq, anchor_hash) VALUES ($1, 1, $2)', [tenant, Buffer.alloc(32)]);
   });
   afterAll(() => db.drop());
 
@@ -294,14 +307,16 @@ describe('audit log: immutability the database enforces (as the app role)', () =
   });
   const tables = ['audit_events', 'audit_checkpoints', 'audit_anchors'];
 
+  /** One statement as the app role, inside the chain's scope (row-level security needs one). */
   const attempt = async (sql: string) => {
     try {
-      await db.pool.query(sql);
+      await withTenant(db.pool, tenant, (client) => client.query(sql));
       return 'succeeded';
     } catch (err) {
       return `${(err as { code?: string }).code}: ${(err as Error).message}`;
     }
   };
+  const count = async (table: string) => withTenant(db.pool, tenant, async (client) => (await client.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n as number);
 
   it('connects as a role that is not the owner and cannot own or alter the tables', async () => {
     const { rows } = await db.pool.query("SELECT current_user AS me, pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = 'audit_events'");
@@ -311,9 +326,9 @@ describe('audit log: immutability the database enforces (as the app role)', () =
   });
 
   it('may INSERT and SELECT events and checkpoints, and only SELECT anchors', async () => {
-    expect((await db.pool.query('SELECT count(*)::int AS n FROM audit_events')).rows[0].n).toBe(3);
-    expect((await db.pool.query('SELECT count(*)::int AS n FROM audit_checkpoints')).rows[0].n).toBe(1);
-    expect((await db.pool.query('SELECT count(*)::int AS n FROM audit_anchors')).rows[0].n).toBe(1);
+    expect(await count('audit_events')).toBe(3);
+    expect(await count('audit_checkpoints')).toBe(1);
+    expect(await count('audit_anchors')).toBe(1);
     expect((await appendAuditEvent(db.pool, auditEvent(tenant, 4))).seq).toBe(4);
     expect(await attempt(`INSERT INTO audit_anchors (chain_id, anchor_seq, anchor_hash) VALUES ('platform', 1, '\\x${'00'.repeat(32)}')`)).toMatch(/^42501: permission denied for table audit_anchors/);
   });
@@ -335,15 +350,13 @@ describe('audit log: immutability the database enforces (as the app role)', () =
         }
       }
       // Setting the purge switch does not help: the app role is not the owner.
-      const client = await db.pool.connect();
-      try {
-        await client.query("SET audit.purge = 'on'");
-        await expect(client.query('DELETE FROM audit_events')).rejects.toThrow('audit_events is append-only: DELETE is not allowed');
-      } finally {
-        await client.query('RESET audit.purge');
-        client.release();
-      }
-      expect((await db.pool.query('SELECT count(*)::int AS n FROM audit_events')).rows[0].n).toBe(4);
+      await expect(
+        withTenant(db.pool, tenant, async (client) => {
+          await client.query("SELECT set_config('audit.purge', 'on', true)");
+          await client.query('DELETE FROM audit_events');
+        }),
+      ).rejects.toThrow('audit_events is append-only: DELETE is not allowed');
+      expect(await count('audit_events')).toBe(4);
     } finally {
       await db.ownerPool.query('REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, audit_checkpoints, audit_anchors FROM switchboard_app');
     }

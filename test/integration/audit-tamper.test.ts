@@ -178,7 +178,7 @@ describe('audit tamper matrix (attacker with the owner role; real PostgreSQL)', 
     await add(11, 10);
     await seal();
     await add(21, 5);
-    const { rows } = await db.pool.query<{ seq: string; id: string }>('SELECT seq, id FROM audit_events WHERE chain_id = $1', [chain]);
+    const { rows } = await db.ownerPool.query<{ seq: string; id: string }>('SELECT seq, id FROM audit_events WHERE chain_id = $1', [chain]);
     return { chain, ids: new Map(rows.map((r) => [Number(r.seq), r.id])) };
   }
 
@@ -210,6 +210,29 @@ describe('audit tamper matrix (attacker with the owner role; real PostgreSQL)', 
 
   it('caught 100% of the matrix', () => {
     expect(detected).toEqual(CASES.map((c) => c.name));
+  });
+
+  it('checkpoint rows under an id that is no chain (outside every scope) are a finding, and sealing skips them', async () => {
+    const { chain } = await buildChain();
+    const forged = 'not-a-chain';
+    await asAttacker(db.ownerPool, (c) =>
+      c.query(
+        "INSERT INTO audit_checkpoints (chain_id, last_seq, last_id, last_hash, event_count, created_at, key_id, signature) VALUES ($1, 1, 1, $2, 1, now(), 'ed25519:x', $3)",
+        [forged, Buffer.alloc(32), Buffer.alloc(64)],
+      ),
+    );
+    try {
+      const all = await verifyAuditLog(db.pool, { keyring, dir });
+      expect(all.ok).toBe(false);
+      expect(all.chains.find((r) => r.chainId === forged)).toMatchObject({ ok: false, firstBad: { chainId: forged, kind: 'invalid_chain', seq: null } });
+      expect(all.chains.find((r) => r.chainId === chain)?.ok).toBe(true);
+      // A pass over every chain still seals the real ones.
+      expect(await checkpointChains(db.pool, signer, { dir, everyEvents: 1000, everyMs: 3_600_000, force: true })).toEqual(
+        expect.arrayContaining([expect.objectContaining({ chainId: chain, lastSeq: 25 })]),
+      );
+    } finally {
+      await asAttacker(db.ownerPool, (c) => c.query('DELETE FROM audit_checkpoints WHERE chain_id = $1', [forged]));
+    }
   });
 
   it('known limit: truncating only events after the last checkpoint is not detectable', async () => {

@@ -36,3 +36,9 @@ export async function asAttacker<T>(ownerPool: Pool, fn: (client: PoolClient) =>
     client.release();
   }
 }
+
+/** A tenants row, written as the owner (seeding bypasses row-level security); returns its id. */
+export async function seedTenant(ownerPool: Pool, name: string): Promise<string> {
+  const { rows } = await ownerPool.query<{ id: string }>('INSERT INTO tenants (name) VALUES ($1) RETURNING id', [name]);
+  return rows[0]!.id;
+}

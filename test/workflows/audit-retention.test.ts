@@ -6,6 +6,7 @@ import { sealChain } from '../../src/audit/checkpoints';
 import { AuditKeyring, AuditSigner } from '../../src/audit/keys';
 import { appendAuditEvents } from '../../src/audit/log';
 import { verifyAuditLog } from '../../src/audit/verify';
+import { withTenant } from '../../src/db/tenant-scope';
 import { createTenant } from '../../src/db/tenants';
 import { ensureAuditRetentionSchedule } from '../../src/temporal/schedules';
 import type { AuditRetentionResult } from '../../workflows/audit-retention';
@@ -32,7 +33,7 @@ describe('AuditRetention workflow', () => {
   };
   const seal = (chain: string) => sealChain(stack.db.pool, signer, chain, dir);
   const oldestEvent = async (chain: string) =>
-    (await stack.db.pool.query<{ occurred_at: Date; seq: string }>('SELECT occurred_at, seq FROM audit_events WHERE chain_id = $1 ORDER BY seq LIMIT 1', [chain])).rows[0];
+    (await stack.db.ownerPool.query<{ occurred_at: Date; seq: string }>('SELECT occurred_at, seq FROM audit_events WHERE chain_id = $1 ORDER BY seq LIMIT 1', [chain])).rows[0];
   const run = (batchSize = 1) =>
     stack.client.workflow.execute('auditRetentionWorkflow', { taskQueue: stack.config.TEMPORAL_TASK_QUEUE, workflowId: `audit-retention-test-${randomUUID()}`, args: [{ batchSize }] }) as Promise<AuditRetentionResult>;
 
@@ -57,8 +58,8 @@ describe('AuditRetention workflow', () => {
     unsealed = (await createTenant(stack.db.pool, 'unsealed')).id;
     short = (await createTenant(stack.db.pool, 'short')).id;
     long = (await createTenant(stack.db.pool, 'long')).id;
-    await stack.db.pool.query('UPDATE tenants SET audit_retention_months = 13 WHERE id = $1', [short]);
-    await expect(stack.db.pool.query('UPDATE tenants SET audit_retention_months = 12 WHERE id = $1', [long])).rejects.toThrow(/check constraint/);
+    await withTenant(stack.db.pool, short, (tx) => tx.query('UPDATE tenants SET audit_retention_months = 13 WHERE id = $1', [short]));
+    await expect(withTenant(stack.db.pool, long, (tx) => tx.query('UPDATE tenants SET audit_retention_months = 12 WHERE id = $1', [long]))).rejects.toThrow(/check constraint/);
 
     await append(old, monthsAgo(100), 3);
     await seal(old);
@@ -86,12 +87,12 @@ describe('AuditRetention workflow', () => {
 
     // old: both 8-year-old epochs gone, anchored at seq 5, two retention.purged events.
     expect(Number((await oldestEvent(old))!.seq)).toBe(6);
-    const anchors = await stack.db.pool.query('SELECT chain_id, anchor_seq::int AS seq, details FROM audit_anchors WHERE chain_id = $1 ORDER BY anchor_seq', [old]);
+    const anchors = await stack.db.ownerPool.query('SELECT chain_id, anchor_seq::int AS seq, details FROM audit_anchors WHERE chain_id = $1 ORDER BY anchor_seq', [old]);
     expect(anchors.rows).toEqual([
       { chain_id: old, seq: 3, details: expect.objectContaining({ epoch: epochOf(monthsAgo(100)).slice(0, 7), purgedEvents: 3 }) },
       { chain_id: old, seq: 5, details: expect.objectContaining({ epoch: epochOf(monthsAgo(99)).slice(0, 7), purgedEvents: 2 }) },
     ]);
-    const purged = await stack.db.pool.query("SELECT chain_id, details FROM audit_events WHERE action = 'retention.purged' ORDER BY id");
+    const purged = await stack.db.ownerPool.query("SELECT chain_id, details FROM audit_events WHERE action = 'retention.purged' ORDER BY id");
     expect(purged.rows.filter((r) => r.chain_id === old)).toHaveLength(2);
     expect(purged.rows.map((r) => r.chain_id).sort()).toEqual([old, old, boundary, short].sort());
 
@@ -141,7 +142,7 @@ describe('AuditRetention workflow', () => {
     expect(result.verification.ok).toBe(false);
     expect(result.verification.firstFinding).toContain(old);
 
-    const failed = await stack.db.pool.query("SELECT chain_id, actor_type, outcome, details FROM audit_events WHERE action = 'audit.verification_failed'");
+    const failed = await stack.db.ownerPool.query("SELECT chain_id, actor_type, outcome, details FROM audit_events WHERE action = 'audit.verification_failed'");
     expect(failed.rows).toEqual([{ chain_id: 'platform', actor_type: 'system', outcome: 'failure', details: expect.objectContaining({ brokenChains: [old] }) }]);
     const latest = await stack.db.pool.query('SELECT ok, findings FROM audit_verifications ORDER BY id DESC LIMIT 1');
     expect(latest.rows[0]).toMatchObject({ ok: false });
