@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
 import { DecryptionError, gcmOpen, gcmSeal, NONCE_BYTES, TAG_BYTES } from './aead';
-import { withTransaction } from '../db/pool';
+import { withTenant, type Queryable } from '../db/tenant-scope';
 import type { KeyProvider } from './key-provider';
 
 /**
@@ -15,6 +15,9 @@ import type { KeyProvider } from './key-provider';
  * row, column or tenant, or relabelled with another key version, fails to decrypt.
  * Wrapped data key: 0x01 ‖ master key version (u32 BE) ‖ provider output; its AAD binds tenant id,
  * data key version and master key version.
+ *
+ * tenant_data_keys has row-level security: every read and write here is for one tenant, either on
+ * the client of the caller's `withTenant` transaction or in a `withTenant` of the vault's own.
  */
 
 export const SECRET_FORMAT_V2 = 0x02;
@@ -22,7 +25,7 @@ const WRAP_FORMAT_V1 = 0x01;
 const HEADER_BYTES = 5;
 const SEP = '\x1f';
 
-export type Queryable = Pick<Pool | PoolClient, 'query'>;
+export type { Queryable };
 
 export interface SecretLocation {
   tenantId: string;
@@ -72,6 +75,13 @@ interface DataKeyRow {
   wrapped_key: Buffer;
 }
 
+interface CacheEntry {
+  key: Buffer;
+  /** The row's wrapped key it was unwrapped from (or wrapped into). */
+  wrapped: Buffer;
+  expiresAt: number;
+}
+
 export interface VaultOptions {
   /** Unwrapped data keys kept in memory: bounded, and dropped after the TTL. */
   cacheMaxEntries?: number;
@@ -80,7 +90,7 @@ export interface VaultOptions {
 }
 
 export class SecretVault {
-  private readonly cache = new Map<string, { key: Buffer; expiresAt: number }>();
+  private readonly cache = new Map<string, CacheEntry>();
   private readonly cacheMax: number;
   private readonly cacheTtlMs: number;
   private readonly now: () => number;
@@ -97,7 +107,7 @@ export class SecretVault {
 
   // ---- data keys ------------------------------------------------------------------------------
 
-  private cacheGet(tenantId: string, version: number): Buffer | undefined {
+  private cacheGet(tenantId: string, version: number): CacheEntry | undefined {
     const id = `${tenantId}/${version}`;
     const hit = this.cache.get(id);
     if (!hit) return undefined;
@@ -108,13 +118,13 @@ export class SecretVault {
     // Refresh LRU position.
     this.cache.delete(id);
     this.cache.set(id, hit);
-    return hit.key;
+    return hit;
   }
 
-  private cachePut(tenantId: string, version: number, key: Buffer): void {
+  private cachePut(tenantId: string, version: number, key: Buffer, wrapped: Buffer): void {
     const id = `${tenantId}/${version}`;
     this.cache.delete(id);
-    this.cache.set(id, { key, expiresAt: this.now() + this.cacheTtlMs });
+    this.cache.set(id, { key, wrapped, expiresAt: this.now() + this.cacheTtlMs });
     while (this.cache.size > this.cacheMax) this.cache.delete(this.cache.keys().next().value as string);
   }
 
@@ -140,16 +150,25 @@ export class SecretVault {
     return Buffer.concat([Buffer.from([WRAP_FORMAT_V1]), u32(masterVersion), wrapped]);
   }
 
-  private async dataKey(tenantId: string, version: number, db: Queryable = this.pool): Promise<Buffer> {
+  /**
+   * Runs `fn` on the caller's client when it passed one (its transaction, its tenant scope), else
+   * in a transaction of our own scoped to the tenant. The pool itself counts as "none passed": a
+   * bare pool query has no tenant scope and row-level security would refuse it.
+   */
+  private inTenant<T>(tenantId: string, db: Queryable | undefined, fn: (db: Queryable) => Promise<T>): Promise<T> {
+    return db && db !== this.pool ? fn(db) : withTenant(this.pool, tenantId, fn);
+  }
+
+  private async dataKey(tenantId: string, version: number, db?: Queryable): Promise<Buffer> {
+    // The warm path (issue #3: p99 ≤ 50 µs) never touches the database.
     const cached = this.cacheGet(tenantId, version);
-    if (cached) return cached;
-    const { rows } = await db.query<DataKeyRow>(
-      'SELECT version, master_key_version, wrapped_key FROM tenant_data_keys WHERE tenant_id = $1 AND version = $2',
-      [tenantId, version],
+    if (cached) return cached.key;
+    const { rows } = await this.inTenant(tenantId, db, (q) =>
+      q.query<DataKeyRow>('SELECT version, master_key_version, wrapped_key FROM tenant_data_keys WHERE tenant_id = $1 AND version = $2', [tenantId, version]),
     );
     if (!rows[0]) throw new DataKeyMissingError(tenantId, version);
     const key = await this.unwrapRow(tenantId, rows[0]);
-    this.cachePut(tenantId, version, key);
+    this.cachePut(tenantId, version, key, rows[0].wrapped_key);
     return key;
   }
 
@@ -162,11 +181,14 @@ export class SecretVault {
        WHERE tenant_id = $1 AND superseded_at IS NULL ORDER BY version DESC LIMIT 1 FOR SHARE`,
       [tenantId],
     );
-    if (rows[0]) {
-      const version = rows[0].version;
-      const key = this.cacheGet(tenantId, version) ?? (await this.unwrapRow(tenantId, rows[0]));
-      this.cachePut(tenantId, version, key);
-      return { version, key };
+    const row = rows[0];
+    if (row) {
+      // Trusted only if cached from this very row: a key this process created in a transaction
+      // that then rolled back must not encrypt under the version another process committed.
+      const hit = this.cacheGet(tenantId, row.version);
+      const key = hit?.wrapped.equals(row.wrapped_key) ? hit.key : await this.unwrapRow(tenantId, row);
+      this.cachePut(tenantId, row.version, key, row.wrapped_key);
+      return { version: row.version, key };
     }
     return this.createDataKey(tenantId, 1, db);
   }
@@ -180,7 +202,7 @@ export class SecretVault {
       [tenantId, version, this.keys.activeVersion, wrapped],
     );
     if (inserted.rowCount === 1) {
-      this.cachePut(tenantId, version, key);
+      this.cachePut(tenantId, version, key, wrapped);
       return { version, key };
     }
     // Someone else created it first: use theirs.
@@ -189,17 +211,23 @@ export class SecretVault {
 
   // ---- secrets --------------------------------------------------------------------------------
 
-  /** Encrypts under the tenant's active data key. Pass the transaction's client to stay in it. */
-  async encrypt(loc: SecretLocation, plaintext: string, db: Queryable = this.pool): Promise<SealedSecret> {
-    const { version, key } = await this.activeDataKey(loc.tenantId, db);
-    const nonce = randomBytes(NONCE_BYTES);
-    const { ciphertext, tag } = gcmSeal(key, nonce, Buffer.from(plaintext, 'utf8'), secretAad(loc, version));
-    // Usage count drives the data-key rotation policy (GCM with random nonces: stay far below 2^32).
-    await db.query('UPDATE tenant_data_keys SET encryptions = encryptions + 1 WHERE tenant_id = $1 AND version = $2', [loc.tenantId, version]);
-    return { blob: Buffer.concat([Buffer.from([SECRET_FORMAT_V2]), u32(version), nonce, ciphertext, tag]), keyVersion: version };
+  /**
+   * Encrypts under the tenant's active data key. Pass the client of your `withTenant` transaction
+   * to stay in it (the secret, the key's creation and its usage count then commit together).
+   */
+  async encrypt(loc: SecretLocation, plaintext: string, db?: Queryable): Promise<SealedSecret> {
+    return this.inTenant(loc.tenantId, db, async (q) => {
+      const { version, key } = await this.activeDataKey(loc.tenantId, q);
+      const nonce = randomBytes(NONCE_BYTES);
+      const { ciphertext, tag } = gcmSeal(key, nonce, Buffer.from(plaintext, 'utf8'), secretAad(loc, version));
+      // Usage count drives the data-key rotation policy (GCM with random nonces: stay far below 2^32).
+      await q.query('UPDATE tenant_data_keys SET encryptions = encryptions + 1 WHERE tenant_id = $1 AND version = $2', [loc.tenantId, version]);
+      return { blob: Buffer.concat([Buffer.from([SECRET_FORMAT_V2]), u32(version), nonce, ciphertext, tag]), keyVersion: version };
+    });
   }
 
-  async decrypt(loc: SecretLocation, blob: Buffer, db: Queryable = this.pool): Promise<string> {
+  /** Decrypts; a cold data key is read on `db` (the caller's scoped client) or in a scope of its own. */
+  async decrypt(loc: SecretLocation, blob: Buffer, db?: Queryable): Promise<string> {
     const version = secretKeyVersion(blob);
     const key = await this.dataKey(loc.tenantId, version, db);
     const nonce = blob.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES);
@@ -212,33 +240,35 @@ export class SecretVault {
 
   /** Re-wraps one data key under the active master key; false if it already was (idempotent). */
   async rewrapDataKey(tenantId: string, version: number): Promise<boolean> {
-    const { rows } = await this.pool.query<DataKeyRow>(
-      'SELECT version, master_key_version, wrapped_key FROM tenant_data_keys WHERE tenant_id = $1 AND version = $2',
-      [tenantId, version],
-    );
-    const row = rows[0];
     const target = this.keys.activeVersion;
-    if (!row || row.master_key_version === target) return false;
-    const key = await this.unwrapRow(tenantId, row);
-    const wrapped = await this.wrapKey(tenantId, version, key, target);
-    // Only if nobody rewrapped it meanwhile: concurrent rotations never clobber each other.
-    const { rowCount } = await this.pool.query(
-      `UPDATE tenant_data_keys SET master_key_version = $3, wrapped_key = $4, rewrapped_at = now()
-       WHERE tenant_id = $1 AND version = $2 AND master_key_version = $5`,
-      [tenantId, version, target, wrapped, row.master_key_version],
-    );
-    return rowCount === 1;
+    return withTenant(this.pool, tenantId, async (tx) => {
+      const { rows } = await tx.query<DataKeyRow>(
+        'SELECT version, master_key_version, wrapped_key FROM tenant_data_keys WHERE tenant_id = $1 AND version = $2',
+        [tenantId, version],
+      );
+      const row = rows[0];
+      if (!row || row.master_key_version === target) return false;
+      const key = await this.unwrapRow(tenantId, row);
+      const wrapped = await this.wrapKey(tenantId, version, key, target);
+      // Only if nobody rewrapped it meanwhile: concurrent rotations never clobber each other.
+      const { rowCount } = await tx.query(
+        `UPDATE tenant_data_keys SET master_key_version = $3, wrapped_key = $4, rewrapped_at = now()
+         WHERE tenant_id = $1 AND version = $2 AND master_key_version = $5`,
+        [tenantId, version, target, wrapped, row.master_key_version],
+      );
+      return rowCount === 1;
+    });
   }
 
   /** Starts a new data key version for the tenant; existing secrets keep decrypting with the old one. */
   async rotateDataKey(tenantId: string): Promise<number> {
-    return withTransaction(this.pool, async (client) => {
+    return withTenant(this.pool, tenantId, async (tx) => {
       // Serialize rotations of one tenant; other tenants are unaffected.
-      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`dek:${tenantId}`]);
-      const { rows } = await client.query<{ max: number | null }>('SELECT max(version) AS max FROM tenant_data_keys WHERE tenant_id = $1', [tenantId]);
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`dek:${tenantId}`]);
+      const { rows } = await tx.query<{ max: number | null }>('SELECT max(version) AS max FROM tenant_data_keys WHERE tenant_id = $1', [tenantId]);
       const next = (rows[0]?.max ?? 0) + 1;
-      await client.query('UPDATE tenant_data_keys SET superseded_at = now() WHERE tenant_id = $1 AND superseded_at IS NULL', [tenantId]);
-      await this.createDataKey(tenantId, next, client);
+      await tx.query('UPDATE tenant_data_keys SET superseded_at = now() WHERE tenant_id = $1 AND superseded_at IS NULL', [tenantId]);
+      await this.createDataKey(tenantId, next, tx);
       return next;
     });
   }

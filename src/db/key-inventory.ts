@@ -1,12 +1,53 @@
 import type { Pool } from 'pg';
 import type { KeyProvider } from '../crypto/key-provider';
-import { SECRET_COLUMNS } from '../crypto/secret-columns';
+import { SECRET_COLUMNS, type SecretColumn } from '../crypto/secret-columns';
 import type { SecretVault } from '../crypto/vault';
+import { platformTenantIds, withTenant, type Queryable } from './tenant-scope';
 
 /**
  * What the key hierarchy looks like in the database: how many data keys each master key
  * version still wraps and how many secrets each data key version still encrypts.
+ *
+ * tenant_data_keys, channels and tenant_settings have row-level security. Plans across tenants
+ * are made from the allow-listed `data_key_inventory()` (key metadata, never a wrapped key) and
+ * `platform_tenant_ids()`; everything that reads a secret or changes a key runs per tenant inside
+ * `withTenant`.
  */
+
+interface InventoryRow {
+  tenantId: string;
+  version: number;
+  masterKeyVersion: number;
+  createdAt: Date;
+  supersededAt: Date | null;
+  encryptions: number;
+}
+
+async function dataKeyInventory(db: Queryable): Promise<InventoryRow[]> {
+  const { rows } = await db.query<{ tenant_id: string; version: number; master_key_version: number; created_at: Date; superseded_at: Date | null; encryptions: string }>(
+    'SELECT tenant_id, version, master_key_version, created_at, superseded_at, encryptions::text AS encryptions FROM data_key_inventory() ORDER BY created_at, tenant_id, version',
+  );
+  return rows.map((r) => ({
+    tenantId: r.tenant_id,
+    version: r.version,
+    masterKeyVersion: r.master_key_version,
+    createdAt: r.created_at,
+    supersededAt: r.superseded_at,
+    encryptions: Number(r.encryptions),
+  }));
+}
+
+/** Tenants that still hold a superseded data key (the only ones with secrets to re-encrypt or keys to destroy). */
+async function tenantsWithSupersededKeys(db: Queryable): Promise<string[]> {
+  const { rows } = await db.query<{ tenant_id: string }>(
+    'SELECT DISTINCT tenant_id FROM data_key_inventory() WHERE superseded_at IS NOT NULL ORDER BY tenant_id',
+  );
+  return rows.map((r) => r.tenant_id);
+}
+
+/** A secret of `col` is stale when the data key that encrypted it has been superseded. */
+const staleWhere = (col: SecretColumn) =>
+  `EXISTS (SELECT 1 FROM tenant_data_keys k WHERE k.tenant_id = s.tenant_id AND k.version = s.${col.keyVersionColumn} AND k.superseded_at IS NOT NULL)`;
 
 export interface KeyStatus {
   activeMasterKeyVersion: number;
@@ -18,30 +59,46 @@ export interface KeyStatus {
 }
 
 export async function keyStatus(pool: Pool, provider: KeyProvider): Promise<KeyStatus> {
-  const masters = await pool.query<{ version: number; n: number }>(
-    'SELECT master_key_version AS version, count(*)::int AS n FROM tenant_data_keys GROUP BY 1',
-  );
+  const inventory = await dataKeyInventory(pool);
   const retired = new Set((await pool.query<{ version: number }>('SELECT version FROM retired_master_keys')).rows.map((r) => r.version));
-  const versions = new Set([...provider.versions, ...masters.rows.map((r) => r.version), ...retired]);
-  const dataKeys = await pool.query<{ version: number; tenants: number; superseded: number; encryptions: string; oldest: Date | null }>(
-    `SELECT version, count(*)::int AS tenants, count(superseded_at)::int AS superseded,
-            sum(encryptions)::text AS encryptions, min(created_at) AS oldest
-     FROM tenant_data_keys GROUP BY version ORDER BY version`,
-  );
-  const secrets: KeyStatus['secrets'] = [];
-  let reencrypt = 0;
-  for (const col of SECRET_COLUMNS) {
-    const { rows } = await pool.query<{ version: number | null; n: number; stale: number }>(
-      `SELECT s.${col.keyVersionColumn} AS version, count(*)::int AS n, count(*) FILTER (WHERE k.superseded_at IS NOT NULL)::int AS stale
-       FROM ${col.table} s LEFT JOIN tenant_data_keys k ON k.tenant_id = s.tenant_id AND k.version = s.${col.keyVersionColumn}
-       WHERE s.${col.column} IS NOT NULL
-       GROUP BY 1 ORDER BY 1`,
-    );
-    const stale = rows.reduce((sum, r) => sum + r.stale, 0);
-    reencrypt += stale;
-    secrets.push({ table: col.table, column: col.column, byDataKeyVersion: Object.fromEntries(rows.map((r) => [String(r.version), r.n])), onSupersededKeys: stale });
+
+  const byMaster = new Map<number, number>();
+  const byVersion = new Map<number, { tenants: number; superseded: number; encryptions: number; oldest: Date }>();
+  for (const k of inventory) {
+    byMaster.set(k.masterKeyVersion, (byMaster.get(k.masterKeyVersion) ?? 0) + 1);
+    const v = byVersion.get(k.version) ?? { tenants: 0, superseded: 0, encryptions: 0, oldest: k.createdAt };
+    v.tenants += 1;
+    if (k.supersededAt) v.superseded += 1;
+    v.encryptions += k.encryptions;
+    if (k.createdAt < v.oldest) v.oldest = k.createdAt;
+    byVersion.set(k.version, v);
   }
-  const byMaster = new Map(masters.rows.map((r) => [r.version, r.n]));
+  const versions = new Set([...provider.versions, ...byMaster.keys(), ...retired]);
+
+  // Secrets are counted inside each tenant's scope, then summed.
+  const perColumn = SECRET_COLUMNS.map(() => ({ byVersion: new Map<string, number>(), stale: 0 }));
+  for (const tenantId of await platformTenantIds(pool)) {
+    await withTenant(pool, tenantId, async (tx) => {
+      for (const [i, col] of SECRET_COLUMNS.entries()) {
+        const { rows } = await tx.query<{ version: number | null; n: number; stale: number }>(
+          `SELECT s.${col.keyVersionColumn} AS version, count(*)::int AS n, count(*) FILTER (WHERE ${staleWhere(col)})::int AS stale
+           FROM ${col.table} s WHERE s.${col.column} IS NOT NULL GROUP BY 1`,
+        );
+        const acc = perColumn[i]!;
+        for (const r of rows) {
+          acc.byVersion.set(String(r.version), (acc.byVersion.get(String(r.version)) ?? 0) + r.n);
+          acc.stale += r.stale;
+        }
+      }
+    });
+  }
+  const secrets: KeyStatus['secrets'] = SECRET_COLUMNS.map((col, i) => {
+    const acc = perColumn[i]!;
+    // Numeric versions in ascending order, a NULL version (if any) last, like the former ORDER BY.
+    const entries = [...acc.byVersion.entries()].sort(([a], [b]) => (a === 'null' ? 1 : b === 'null' ? -1 : Number(a) - Number(b)));
+    return { table: col.table, column: col.column, byDataKeyVersion: Object.fromEntries(entries), onSupersededKeys: acc.stale };
+  });
+
   return {
     activeMasterKeyVersion: provider.activeVersion,
     configuredMasterKeyVersions: [...provider.versions],
@@ -51,9 +108,14 @@ export async function keyStatus(pool: Pool, provider: KeyProvider): Promise<KeyS
       retired: retired.has(version),
       configured: provider.versions.includes(version),
     })),
-    dataKeys: dataKeys.rows.map((r) => ({ version: r.version, tenants: r.tenants, superseded: r.superseded, encryptions: Number(r.encryptions), oldestCreatedAt: r.oldest?.toISOString() ?? null })),
+    dataKeys: [...byVersion.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([version, v]) => ({ version, tenants: v.tenants, superseded: v.superseded, encryptions: v.encryptions, oldestCreatedAt: v.oldest.toISOString() })),
     secrets,
-    pending: { rewrap: masters.rows.filter((r) => r.version !== provider.activeVersion).reduce((s, r) => s + r.n, 0), reencrypt },
+    pending: {
+      rewrap: [...byMaster.entries()].filter(([v]) => v !== provider.activeVersion).reduce((s, [, n]) => s + n, 0),
+      reencrypt: secrets.reduce((s, c) => s + c.onSupersededKeys, 0),
+    },
   };
 }
 
@@ -69,7 +131,7 @@ export async function retireMasterKey(pool: Pool, provider: KeyProvider, version
   if (version === provider.activeVersion) {
     throw new KeyInUseError(`master key version ${version} is the active one: add a newer version to MASTER_KEYS and rotate first`);
   }
-  const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM tenant_data_keys WHERE master_key_version = $1', [version]);
+  const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM data_key_inventory() WHERE master_key_version = $1', [version]);
   const n = rows[0]!.n;
   if (n > 0) throw new KeyInUseError(`master key version ${version} still wraps ${n} data key(s): run the key rotation first (npm run cli -- keys:rotate)`);
   await pool.query('INSERT INTO retired_master_keys (version) VALUES ($1) ON CONFLICT DO NOTHING', [version]);
@@ -78,21 +140,21 @@ export async function retireMasterKey(pool: Pool, provider: KeyProvider, version
 /** Data keys wrapped by an older master key version, oldest first. */
 export async function dataKeysToRewrap(pool: Pool, activeVersion: number, limit: number): Promise<Array<{ tenantId: string; version: number }>> {
   const { rows } = await pool.query<{ tenant_id: string; version: number }>(
-    'SELECT tenant_id, version FROM tenant_data_keys WHERE master_key_version <> $1 ORDER BY created_at, tenant_id, version LIMIT $2',
+    'SELECT tenant_id, version FROM data_key_inventory() WHERE master_key_version <> $1 ORDER BY created_at, tenant_id, version LIMIT $2',
     [activeVersion, limit],
   );
   return rows.map((r) => ({ tenantId: r.tenant_id, version: r.version }));
 }
 
 export async function countDataKeysToRewrap(pool: Pool, activeVersion: number): Promise<number> {
-  const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM tenant_data_keys WHERE master_key_version <> $1', [activeVersion]);
+  const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM data_key_inventory() WHERE master_key_version <> $1', [activeVersion]);
   return rows[0]!.n;
 }
 
 /** Tenants whose current data key is older than `before` (a rotation started at `before`). */
 export async function tenantsWithDataKeyOlderThan(pool: Pool, before: Date, limit: number): Promise<string[]> {
   const { rows } = await pool.query<{ tenant_id: string }>(
-    `SELECT tenant_id FROM tenant_data_keys WHERE superseded_at IS NULL AND created_at < $1 ORDER BY tenant_id LIMIT $2`,
+    'SELECT tenant_id FROM data_key_inventory() WHERE superseded_at IS NULL AND created_at < $1 ORDER BY tenant_id LIMIT $2',
     [before, limit],
   );
   return rows.map((r) => r.tenant_id);
@@ -100,37 +162,44 @@ export async function tenantsWithDataKeyOlderThan(pool: Pool, before: Date, limi
 
 /**
  * Re-encrypts up to `limit` secrets that still use a superseded data key, each in its own
- * transaction with the row locked, so a concurrent token update is never overwritten.
+ * transaction (in its tenant's scope) with the row locked, so a concurrent token update is never
+ * overwritten.
  */
 export async function reencryptStaleSecrets(pool: Pool, vault: SecretVault, limit: number, onEach?: () => void): Promise<{ reencrypted: number; remaining: number }> {
   let reencrypted = 0;
-  let remaining = 0;
-  for (const col of SECRET_COLUMNS) {
-    const staleWhere = `EXISTS (SELECT 1 FROM tenant_data_keys k WHERE k.tenant_id = s.tenant_id AND k.version = s.${col.keyVersionColumn} AND k.superseded_at IS NOT NULL)`;
-    const { rows } = await pool.query<{ id: string; tenant_id: string }>(`SELECT id, tenant_id FROM ${col.table} s WHERE ${staleWhere} LIMIT $1`, [limit - reencrypted]);
-    for (const row of rows) {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        const locked = await client.query<{ blob: Buffer }>(`SELECT ${col.column} AS blob FROM ${col.table} s WHERE id = $1 AND ${staleWhere} FOR UPDATE`, [row.id]);
-        if (locked.rows[0]) {
-          const loc = { tenantId: row.tenant_id, table: col.table, column: col.aadColumn, rowId: row.id };
-          const plaintext = await vault.decrypt(loc, locked.rows[0].blob, client);
-          const sealed = await vault.encrypt(loc, plaintext, client);
-          await client.query(`UPDATE ${col.table} SET ${col.column} = $2, ${col.keyVersionColumn} = $3 WHERE id = $1`, [row.id, sealed.blob, sealed.keyVersion]);
-          reencrypted += 1;
-        }
-        await client.query('COMMIT');
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
+  const tenants = await tenantsWithSupersededKeys(pool);
+  for (const tenantId of tenants) {
+    if (reencrypted >= limit) break;
+    for (const col of SECRET_COLUMNS) {
+      if (reencrypted >= limit) break;
+      const { rows } = await withTenant(pool, tenantId, (tx) =>
+        tx.query<{ id: string }>(`SELECT id FROM ${col.table} s WHERE ${staleWhere(col)} ORDER BY id LIMIT $1`, [limit - reencrypted]),
+      );
+      for (const row of rows) {
+        const done = await withTenant(pool, tenantId, async (tx) => {
+          const locked = await tx.query<{ blob: Buffer }>(`SELECT ${col.column} AS blob FROM ${col.table} s WHERE id = $1 AND ${staleWhere(col)} FOR UPDATE`, [row.id]);
+          if (!locked.rows[0]) return false;
+          const loc = { tenantId, table: col.table, column: col.aadColumn, rowId: row.id };
+          const plaintext = await vault.decrypt(loc, locked.rows[0].blob, tx);
+          const sealed = await vault.encrypt(loc, plaintext, tx);
+          await tx.query(`UPDATE ${col.table} SET ${col.column} = $2, ${col.keyVersionColumn} = $3 WHERE id = $1`, [row.id, sealed.blob, sealed.keyVersion]);
+          return true;
+        });
+        if (done) reencrypted += 1;
+        onEach?.();
       }
-      onEach?.();
     }
-    const left = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${col.table} s WHERE ${staleWhere}`);
-    remaining += left.rows[0]!.n;
+  }
+  let remaining = 0;
+  for (const tenantId of tenants) {
+    remaining += await withTenant(pool, tenantId, async (tx) => {
+      let n = 0;
+      for (const col of SECRET_COLUMNS) {
+        const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${col.table} s WHERE ${staleWhere(col)}`);
+        n += rows[0]!.n;
+      }
+      return n;
+    });
   }
   return { reencrypted, remaining };
 }
@@ -140,6 +209,10 @@ export async function destroyUnusedSupersededKeys(pool: Pool): Promise<number> {
   const inUse = SECRET_COLUMNS.map(
     (col) => `EXISTS (SELECT 1 FROM ${col.table} s WHERE s.tenant_id = k.tenant_id AND s.${col.keyVersionColumn} = k.version)`,
   ).join(' OR ');
-  const { rowCount } = await pool.query(`DELETE FROM tenant_data_keys k WHERE k.superseded_at IS NOT NULL AND NOT (${inUse})`);
-  return rowCount ?? 0;
+  let destroyed = 0;
+  for (const tenantId of await tenantsWithSupersededKeys(pool)) {
+    const { rowCount } = await withTenant(pool, tenantId, (tx) => tx.query(`DELETE FROM tenant_data_keys k WHERE k.superseded_at IS NOT NULL AND NOT (${inUse})`));
+    destroyed += rowCount ?? 0;
+  }
+  return destroyed;
 }

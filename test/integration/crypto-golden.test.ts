@@ -26,8 +26,8 @@ describe('golden ciphertexts from format v1 still decrypt', () => {
 
   it('vault secret (format 0x02) with its wrapped data key (format 0x01)', async () => {
     const { location, dataKey } = golden.vault;
-    await db.pool.query('INSERT INTO tenants (id, name) VALUES ($1, $2)', [location.tenantId, 'golden']);
-    await db.pool.query('INSERT INTO tenant_data_keys (tenant_id, version, master_key_version, wrapped_key) VALUES ($1, $2, $3, $4)', [
+    await db.ownerPool.query('INSERT INTO tenants (id, name) VALUES ($1, $2)', [location.tenantId, 'golden']);
+    await db.ownerPool.query('INSERT INTO tenant_data_keys (tenant_id, version, master_key_version, wrapped_key) VALUES ($1, $2, $3, $4)', [
       location.tenantId,
       dataKey.version,
       dataKey.masterKeyVersion,

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { StaticKeyProvider } from '../../src/crypto/key-provider';
 import { DataKeyMissingError, SecretVault, type SecretLocation } from '../../src/crypto/vault';
 import type { KeyStatus } from '../../src/db/key-inventory';
+import { getTenant, listTenants, tenantExists } from '../../src/db/tenants';
 import { runCli, type CliResult } from '../support/cli';
 import { createTestDatabase, type TestDatabase } from '../support/stack';
 
@@ -45,7 +46,7 @@ async function ok<T = Record<string, unknown>>(args: string[], opts?: { stdin?: 
 const tokenLoc = (tenantId: string, channelId: string): SecretLocation => ({ tenantId, table: 'channels', column: 'access_token', rowId: channelId });
 
 async function storedToken(channelId: string): Promise<{ tenantId: string; blob: Buffer; keyVersion: number }> {
-  const { rows } = await db.pool.query<{ tenant_id: string; blob: Buffer; token_key_version: number }>(
+  const { rows } = await db.ownerPool.query<{ tenant_id: string; blob: Buffer; token_key_version: number }>(
     'SELECT tenant_id, access_token_ciphertext AS blob, token_key_version FROM channels WHERE id = $1',
     [channelId],
   );
@@ -66,7 +67,7 @@ describe('operator CLI: tenants, channels and keys (child process, real PostgreS
     const created = await ok<{ id: string }>(['tenants:create', '--name', 'Acme Shoes']);
     expect(created).toEqual({ id: expect.stringMatching(/^[0-9a-f-]{36}$/) });
     tenantA = created.id;
-    expect((await db.pool.query('SELECT name FROM tenants WHERE id = $1', [tenantA])).rows).toEqual([{ name: 'Acme Shoes' }]);
+    expect((await db.ownerPool.query('SELECT name FROM tenants WHERE id = $1', [tenantA])).rows).toEqual([{ name: 'Acme Shoes' }]);
 
     const argvToken = newToken();
     const viaArgv = await ok<{ id: string }>(['channels:connect', '--tenant', tenantA, '--platform', 'instagram', '--account-id', '17841400000000001', '--access-token', argvToken]);
@@ -97,6 +98,18 @@ describe('operator CLI: tenants, channels and keys (child process, real PostgreS
     expect(again.id).toBe(viaStdin.id);
     expect(await new SecretVault(db.pool, provider1).decrypt(tokenLoc(tenantA, again.id), (await storedToken(again.id)).blob)).toBe(replacement);
     channelsA[1]!.token = replacement;
+  });
+
+  it('lists tenants and reads one, each in its own scope; a non-UUID or unknown id is no tenant', async () => {
+    const listed = await listTenants(db.pool);
+    expect(listed).toEqual([{ id: tenantA, name: 'Acme Shoes', createdAt: expect.any(Date) }]);
+    expect(await getTenant(db.pool, tenantA)).toEqual(listed[0]);
+    expect(await getTenant(db.pool, tenantA.toUpperCase())).toEqual(listed[0]);
+    for (const id of [randomUUID(), 'not-a-uuid', '']) {
+      expect(await getTenant(db.pool, id)).toBeNull();
+      expect(await tenantExists(db.pool, id)).toBe(false);
+    }
+    expect(await tenantExists(db.pool, tenantA)).toBe(true);
   });
 
   it('keys:status reports the key hierarchy as JSON', async () => {
@@ -147,7 +160,7 @@ describe('operator CLI: tenants, channels and keys (child process, real PostgreS
     expect(onlyKey.code).toBe(2);
     expect(onlyKey.stderr).toMatch(/master key version 1 is the active one/);
 
-    expect((await db.pool.query('SELECT version FROM retired_master_keys')).rows).toEqual([]);
+    expect((await db.ownerPool.query('SELECT version FROM retired_master_keys')).rows).toEqual([]);
   });
 
   it('tenants:delete crypto-shreds: the ciphertext saved before the delete no longer decrypts anywhere', async () => {
@@ -163,9 +176,9 @@ describe('operator CLI: tenants, channels and keys (child process, real PostgreS
     const deleted = await ok(['tenants:delete', '--id', doomed]);
     expect(deleted).toEqual({ id: doomed, deleted: true, dataKeysDestroyed: 1 });
 
-    expect((await db.pool.query('SELECT 1 FROM tenant_data_keys WHERE tenant_id = $1', [doomed])).rowCount).toBe(0);
-    expect((await db.pool.query('SELECT 1 FROM tenants WHERE id = $1', [doomed])).rowCount).toBe(0);
-    expect((await db.pool.query('SELECT 1 FROM channels WHERE tenant_id = $1', [doomed])).rowCount).toBe(0);
+    expect((await db.ownerPool.query('SELECT 1 FROM tenant_data_keys WHERE tenant_id = $1', [doomed])).rowCount).toBe(0);
+    expect((await db.ownerPool.query('SELECT 1 FROM tenants WHERE id = $1', [doomed])).rowCount).toBe(0);
+    expect((await db.ownerPool.query('SELECT 1 FROM channels WHERE tenant_id = $1', [doomed])).rowCount).toBe(0);
     // Even with every master key, a fresh vault has nothing to unwrap.
     for (const keys of [provider1, StaticKeyProvider.fromSpec(KEYS_21)]) {
       await expect(new SecretVault(db.pool, keys).decrypt(tokenLoc(doomed, channelId), saved.blob)).rejects.toThrow(DataKeyMissingError);
@@ -225,7 +238,7 @@ describe('operator CLI: tenants, channels and keys (child process, real PostgreS
     expect(conflict.code).toBe(2);
     expect(conflict.stderr).toContain('instagram account 17841400000000001 is already connected to another tenant');
     // Nothing was written by any of the refused commands.
-    expect((await db.pool.query("SELECT count(*)::int AS n FROM channels WHERE account_id = '17841400000000009'")).rows[0].n).toBe(0);
+    expect((await db.ownerPool.query("SELECT count(*)::int AS n FROM channels WHERE account_id = '17841400000000009'")).rows[0].n).toBe(0);
   }, 90_000);
 
   it('never prints an access token, on success or failure', () => {

@@ -136,14 +136,14 @@ async function rotateInProcess(
 }
 
 async function masterVersions(db: TestDatabase): Promise<Record<string, number>> {
-  const { rows } = await db.pool.query<{ v: number; n: number }>('SELECT master_key_version AS v, count(*)::int AS n FROM tenant_data_keys GROUP BY 1 ORDER BY 1');
+  const { rows } = await db.ownerPool.query<{ v: number; n: number }>('SELECT master_key_version AS v, count(*)::int AS n FROM tenant_data_keys GROUP BY 1 ORDER BY 1');
   return Object.fromEntries(rows.map((r) => [String(r.v), r.n]));
 }
 
 async function expectAllTokensDecrypt(db: TestDatabase, channels: SeededChannel[], keys: KeyProvider): Promise<void> {
   const vault = new SecretVault(db.pool, keys);
   for (const ch of channels) {
-    const creds = await loadChannelCredentials(db.pool, vault, ch.id, 'graph.send');
+    const creds = await loadChannelCredentials(db.pool, vault, { tenantId: ch.tenantId, channelId: ch.id }, 'graph.send');
     expect({ id: creds.id, tenantId: creds.tenantId, accessToken: creds.accessToken }).toEqual({ id: ch.id, tenantId: ch.tenantId, accessToken: ch.token });
   }
 }
@@ -181,7 +181,7 @@ describe('KeyRotation workflow (dev server, real activities, real PostgreSQL)', 
     const { result, handle } = await rotateInProcess(db, { batchSize: 4, rotateDataKeys: false });
     expect(result).toEqual({ rewrapped: 25, dataKeysRotated: 0, reencrypted: 0, destroyed: 0 });
 
-    const { rows } = await db.pool.query<{ version: number; master_key_version: number; rewrapped: boolean; superseded: boolean }>(
+    const { rows } = await db.ownerPool.query<{ version: number; master_key_version: number; rewrapped: boolean; superseded: boolean }>(
       'SELECT version, master_key_version, rewrapped_at IS NOT NULL AS rewrapped, superseded_at IS NOT NULL AS superseded FROM tenant_data_keys',
     );
     expect(rows).toHaveLength(25);
@@ -201,7 +201,7 @@ describe('KeyRotation workflow (dev server, real activities, real PostgreSQL)', 
 
     // A process that holds only master key 2 reads every token; one with only master key 1 reads none.
     await expectAllTokensDecrypt(db, channels, provider2);
-    await expect(loadChannelCredentials(db.pool, new SecretVault(db.pool, provider1), channels[0]!.id, 'graph.send')).rejects.toThrow(UnknownKeyVersionError);
+    await expect(loadChannelCredentials(db.pool, new SecretVault(db.pool, provider1), { tenantId: channels[0]!.tenantId, channelId: channels[0]!.id }, 'graph.send')).rejects.toThrow(UnknownKeyVersionError);
 
     await expect(retireMasterKey(db.pool, provider12, 2)).rejects.toThrow(/active/);
     await retireMasterKey(db.pool, provider12, 1);
@@ -219,21 +219,21 @@ describe('KeyRotation workflow (dev server, real activities, real PostgreSQL)', 
     const channels = await seed(db, 25, (i) => (i % 5 === 0 ? 2 : 1));
     expect(channels).toHaveLength(30);
     const oldBlobs = new Map(
-      (await db.pool.query<{ id: string; blob: Buffer }>('SELECT id, access_token_ciphertext AS blob FROM channels')).rows.map((r) => [r.id, r.blob]),
+      (await db.ownerPool.query<{ id: string; blob: Buffer }>('SELECT id, access_token_ciphertext AS blob FROM channels')).rows.map((r) => [r.id, r.blob]),
     );
 
     const { result } = await rotateInProcess(db, { batchSize: 4, rotateDataKeys: true });
     expect(result).toEqual({ rewrapped: 25, dataKeysRotated: 25, reencrypted: 30, destroyed: 25 });
 
     // One data key per tenant remains: version 2, under master key 2, current.
-    const keys = await db.pool.query<{ tenant_id: string; version: number; master_key_version: number; superseded: boolean }>(
+    const keys = await db.ownerPool.query<{ tenant_id: string; version: number; master_key_version: number; superseded: boolean }>(
       'SELECT tenant_id, version, master_key_version, superseded_at IS NOT NULL AS superseded FROM tenant_data_keys ORDER BY tenant_id',
     );
     const tenantIds = [...new Set(channels.map((c) => c.tenantId))].sort();
     expect(keys.rows.map((r) => r.tenant_id)).toEqual(tenantIds);
     for (const r of keys.rows) expect(r).toMatchObject({ version: 2, master_key_version: 2, superseded: false });
 
-    const secrets = await db.pool.query<{ id: string; token_key_version: number; blob: Buffer }>(
+    const secrets = await db.ownerPool.query<{ id: string; token_key_version: number; blob: Buffer }>(
       'SELECT id, token_key_version, access_token_ciphertext AS blob FROM channels',
     );
     expect(secrets.rows).toHaveLength(30);
@@ -329,7 +329,7 @@ describe('KeyRotation workflow (dev server, real activities, real PostgreSQL)', 
       // Exactly once: the second worker wrapped only the keys the first one had not finished.
       expect(keys.wraps).toBe(TOTAL - rewrappedBeforeKill);
 
-      const { rows } = await db.pool.query<{ version: number; master_key_version: number; rewrapped: boolean }>(
+      const { rows } = await db.ownerPool.query<{ version: number; master_key_version: number; rewrapped: boolean }>(
         'SELECT version, master_key_version, rewrapped_at IS NOT NULL AS rewrapped FROM tenant_data_keys',
       );
       expect(rows).toHaveLength(TOTAL);
