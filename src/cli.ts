@@ -13,10 +13,11 @@ import { KeyInUseError, keyStatus, retireMasterKey } from './db/key-inventory';
 import { recordCliAction } from './audit/cli-actions';
 import { CatalogValidationError, formatFromFileName, importCatalog, MAX_CATALOG_BYTES, parseCatalog } from './catalog/import';
 import { createPool, type Pool } from './db/pool';
+import type { Queryable } from './db/tenant-scope';
 import { addProduct } from './db/products';
 import { loadTenantSettings, SettingsError, tenantSettingsPatchSchema, updateTenantSettings } from './db/tenant-settings';
 import { createTenant, deleteTenant, tenantExists } from './db/tenants';
-import { AccountError, createOperator, createTenantUser, emailSchema, tenantRoleSchema } from './auth/accounts';
+import { AccountError, createOperator, createTenantUser, emailSchema, findAccountById, tenantRoleSchema } from './auth/accounts';
 import { ApiKeyError, createApiKey, revokeApiKey } from './auth/api-keys';
 import { PasswordPolicyError } from './auth/passwords';
 import { ROLES } from './auth/permissions';
@@ -244,8 +245,8 @@ function withoutSecretsInJson(args: Record<string, string | undefined>): Record<
 const operatorActor = () => ({ type: 'operator' as const, id: process.env.USER ?? 'cli' });
 
 /** An account or credential change, in the chain of the tenant it belongs to (never a password or key). */
-async function auditPeople(pool: Pool, event: { tenantId: string | null; action: 'operator.created' | 'user.created' | 'api_key.created' | 'api_key.revoked' | 'session.revoked'; resource: string; details?: Record<string, unknown> }): Promise<void> {
-  await appendAuditEvent(pool, { ...event, actor: operatorActor(), outcome: 'success' });
+async function auditPeople(db: Queryable, event: { tenantId: string | null; action: 'operator.created' | 'user.created' | 'api_key.created' | 'api_key.revoked' | 'session.revoked'; resource: string; details?: Record<string, unknown> }): Promise<void> {
+  await appendAuditEvent(db, { ...event, actor: operatorActor(), outcome: 'success' });
 }
 
 async function requireTenant(pool: Pool, tenantId: string): Promise<void> {
@@ -265,9 +266,11 @@ async function runCommand(name: CommandName, args: Record<string, string | undef
       case 'users:create': {
         const a = validate(name, commands[name].schema, args);
         await requireTenant(pool, a.tenant);
-        const created = await createTenantUser(pool, { tenantId: a.tenant, email: a.email, role: a.role, password: password ?? '' });
-        await auditPeople(pool, { tenantId: a.tenant, action: 'user.created', resource: `tenant_user:${created.id}`, details: { role: created.role } });
-        return created;
+        // The audit row commits with the user, in the tenant's scope.
+        const created = await createTenantUser(pool, { tenantId: a.tenant, email: a.email, role: a.role, password: password ?? '' }, (tx, u) =>
+          auditPeople(tx, { tenantId: a.tenant, action: 'user.created', resource: `tenant_user:${u.id}`, details: { role: u.role } }),
+        );
+        return { id: created.id, tenantId: created.tenantId, email: created.email, role: created.role };
       }
       case 'api-keys:create': {
         const a = validate(name, commands[name].schema, args);
@@ -287,10 +290,10 @@ async function runCommand(name: CommandName, args: Record<string, string | undef
       }
       case 'sessions:revoke': {
         const a = validate(name, commands[name].schema, args);
-        const { rows } = await pool.query<{ tenant_id: string | null }>('SELECT tenant_id FROM tenant_users WHERE id = $1 UNION ALL SELECT NULL FROM operators WHERE id = $1', [a.user]);
-        if (rows.length === 0) throw new UsageError(`--user: no tenant user or operator ${a.user}`);
-        const revoked = await revokeSessionsOf(pool, a.user, 'operator_revoked');
-        await auditPeople(pool, { tenantId: rows[0]!.tenant_id, action: 'session.revoked', resource: `account:${a.user}`, details: { sessions: revoked } });
+        const account = await findAccountById(pool, a.user);
+        if (!account) throw new UsageError(`--user: no tenant user or operator ${a.user}`);
+        const revoked = await revokeSessionsOf(pool, account.tenantId, a.user, 'operator_revoked');
+        await auditPeople(pool, { tenantId: account.tenantId, action: 'session.revoked', resource: `account:${a.user}`, details: { sessions: revoked } });
         return { user: a.user, sessionsRevoked: revoked };
       }
       case 'tenants:create': {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'pg';
+import { platformTenantIds, withPlatform, withScope, withTenant, type Queryable } from '../db/tenant-scope';
 import type { Principal, Role } from './permissions';
 
 /**
@@ -33,16 +34,22 @@ export interface CreatedApiKey {
   createdAt: Date;
 }
 
-export async function createApiKey(pool: Pool, input: { tenantId: string | null; role: Role; name: string; createdBy: string }): Promise<CreatedApiKey> {
+/** Validates the request and makes the key (nothing stored yet). */
+function newKey(input: { tenantId: string | null; role: Role; name: string }): { key: string; prefix: string; name: string } {
   if ((input.tenantId === null) !== (input.role === 'operator')) {
     throw new ApiKeyError(input.tenantId === null ? 'a platform key (no tenant) must have the role operator' : 'a tenant key must have a tenant role (owner, admin, developer or viewer), not operator');
   }
   const name = input.name.trim();
   if (name.length < 1 || name.length > 100) throw new ApiKeyError('the key name must be 1–100 characters');
   const prefix = Array.from({ length: 12 }, () => PREFIX_ALPHABET[randomInt(PREFIX_ALPHABET.length)]).join('');
-  const key = `sb_${prefix}_${randomBytes(32).toString('base64url')}`;
+  return { key: `sb_${prefix}_${randomBytes(32).toString('base64url')}`, prefix, name };
+}
+
+/** Stores a new key in the caller's scope (the key's tenant, or the platform for a platform key). */
+export async function createApiKeyIn(tx: Queryable, input: { tenantId: string | null; role: Role; name: string; createdBy: string }): Promise<CreatedApiKey> {
+  const { key, prefix, name } = newKey(input);
   try {
-    const { rows } = await pool.query<{ id: string; created_at: Date }>(
+    const { rows } = await tx.query<{ id: string; created_at: Date }>(
       'INSERT INTO api_keys (tenant_id, role, name, prefix, secret_hash, created_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at',
       [input.tenantId, input.role, name, prefix, hashKey(key), input.createdBy.slice(0, 200)],
     );
@@ -53,24 +60,34 @@ export async function createApiKey(pool: Pool, input: { tenantId: string | null;
   }
 }
 
-/** The principal an API key stands for, or undefined when it is malformed, unknown or revoked. */
+export async function createApiKey(pool: Pool, input: { tenantId: string | null; role: Role; name: string; createdBy: string }): Promise<CreatedApiKey> {
+  newKey(input); // refuses a bad role/name before a transaction (and a tenant scope) is opened
+  return withScope(pool, input.tenantId, (tx) => createApiKeyIn(tx, input));
+}
+
+/**
+ * The principal an API key stands for, or undefined when it is malformed, unknown or revoked.
+ * Found by its public prefix through the allow-listed `auth_find_api_key()` (no tenant is known
+ * yet); the secret's hash is compared here in constant time; the last-use touch is written in the
+ * key's own scope.
+ */
 export async function resolveApiKey(pool: Pool, key: string): Promise<Principal | undefined> {
   const m = KEY.exec(key);
   if (!m) return undefined;
-  const { rows } = await pool.query<{ id: string; tenant_id: string | null; role: Role; secret_hash: Buffer; stale: boolean }>(
-    `SELECT id, tenant_id, role, secret_hash,
-            (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2::double precision / 1000)) AS stale
-       FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL`,
+  const { rows } = await pool.query<{ id: string | null; tenant_id: string | null; role: Role; secret_hash: Buffer | null; stale: boolean }>(
+    'SELECT id, tenant_id, role, secret_hash, stale FROM auth_find_api_key($1, $2)',
     [m[1], TOUCH_EVERY_MS],
   );
   const r = rows[0];
-  if (!r || !timingSafeEqual(r.secret_hash, hashKey(key))) return undefined;
-  if (r.stale) await pool.query('UPDATE api_keys SET last_used_at = now() WHERE id = $1', [r.id]);
+  // A non-set SQL function answers one all-NULL row when nothing matched.
+  if (!r?.id || !r.secret_hash || !timingSafeEqual(r.secret_hash, hashKey(key))) return undefined;
+  if (r.stale) await withScope(pool, r.tenant_id, (tx) => tx.query('UPDATE api_keys SET last_used_at = now() WHERE id = $1', [r.id]));
   return { kind: 'api_key', id: r.id, role: r.role, tenantId: r.tenant_id, credential: 'api_key', apiKeyId: r.id };
 }
 
-export async function revokeApiKey(pool: Pool, id: string): Promise<{ revoked: boolean; tenantId: string | null } | undefined> {
-  const { rows } = await pool.query<{ tenant_id: string | null; was_revoked: boolean }>(
+/** Revokes a key of the caller's scope; undefined when the scope has no key with this id. */
+export async function revokeApiKeyIn(tx: Queryable, id: string): Promise<{ revoked: boolean; tenantId: string | null } | undefined> {
+  const { rows } = await tx.query<{ tenant_id: string | null; was_revoked: boolean }>(
     `UPDATE api_keys k SET revoked_at = coalesce(k.revoked_at, now())
        FROM api_keys old WHERE k.id = $1 AND old.id = k.id
      RETURNING k.tenant_id, old.revoked_at IS NOT NULL AS was_revoked`,
@@ -78,6 +95,21 @@ export async function revokeApiKey(pool: Pool, id: string): Promise<{ revoked: b
   );
   const r = rows[0];
   return r ? { revoked: !r.was_revoked, tenantId: r.tenant_id } : undefined;
+}
+
+/**
+ * Revokes a key. With its tenant (null: a platform key) in that scope; without (an operator's
+ * `api-keys:revoke --id`), the platform's keys are tried, then each tenant's in its own scope.
+ */
+export async function revokeApiKey(pool: Pool, id: string, tenantId?: string | null): Promise<{ revoked: boolean; tenantId: string | null } | undefined> {
+  if (tenantId !== undefined) return withScope(pool, tenantId, (tx) => revokeApiKeyIn(tx, id));
+  const platform = await withPlatform(pool, (tx) => revokeApiKeyIn(tx, id));
+  if (platform) return platform;
+  for (const t of await platformTenantIds(pool)) {
+    const result = await withTenant(pool, t, (tx) => revokeApiKeyIn(tx, id));
+    if (result) return result;
+  }
+  return undefined;
 }
 
 export interface ApiKeyInfo {
@@ -92,13 +124,24 @@ export interface ApiKeyInfo {
   revokedAt: Date | null;
 }
 
+const INFO_COLUMNS = `id, prefix, tenant_id AS "tenantId", role, name, created_by AS "createdBy", created_at AS "createdAt",
+  last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"`;
+
+/** The caller's scope's keys (a tenant's, or the platform's), oldest first, without any secret. */
+export async function listApiKeysIn(tx: Queryable, opts: { includeRevoked?: boolean } = {}): Promise<ApiKeyInfo[]> {
+  const { rows } = await tx.query<ApiKeyInfo>(`SELECT ${INFO_COLUMNS} FROM api_keys WHERE ($1::boolean OR revoked_at IS NULL) ORDER BY created_at, id`, [
+    opts.includeRevoked ?? true,
+  ]);
+  return rows;
+}
+
+/** One key of the caller's scope, without its secret; `forUpdate` locks it for the rest of the transaction. */
+export async function getApiKeyIn(tx: Queryable, id: string, opts: { forUpdate?: boolean } = {}): Promise<ApiKeyInfo | undefined> {
+  const { rows } = await tx.query<ApiKeyInfo>(`SELECT ${INFO_COLUMNS} FROM api_keys WHERE id = $1${opts.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
+  return rows[0];
+}
+
 /** A tenant's keys (null: the platform keys), without any secret. */
 export async function listApiKeys(pool: Pool, tenantId: string | null): Promise<ApiKeyInfo[]> {
-  const { rows } = await pool.query<ApiKeyInfo>(
-    `SELECT id, prefix, tenant_id AS "tenantId", role, name, created_by AS "createdBy", created_at AS "createdAt",
-            last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"
-       FROM api_keys WHERE tenant_id IS NOT DISTINCT FROM $1 ORDER BY created_at`,
-    [tenantId],
-  );
-  return rows;
+  return withScope(pool, tenantId, (tx) => listApiKeysIn(tx));
 }

@@ -138,7 +138,7 @@ export function authRoutes({ pool, logger, lifetimes, throttle }: AuthRouteDeps)
       await denied(ctx, { tenantId: p.tenantId, reason: 'csrf_token_invalid' });
       return sendError(ctx, 403, 'csrf_failed', "signing out needs the session's CSRF token (header x-csrf-token or form field _csrf)");
     }
-    await revokeSession(pool, p.sessionId, 'logout');
+    await revokeSession(pool, p.tenantId, p.sessionId, 'logout');
     ctx.cookies.set(SESSION_COOKIE, null, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: '/', overwrite: true });
     await appendAuditEvent(pool, {
       tenantId: p.tenantId,

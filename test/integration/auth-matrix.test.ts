@@ -71,7 +71,7 @@ beforeAll(async () => {
   tenant.b = (await createTenant(db.pool, 'Tenant B')).id;
   const channel = await connectChannel(db.pool, vault, { tenantId: tenant.a, platform: 'messenger', accountId: '104829376511821', accessToken: `EAAB${randomBytes(20).toString('hex')}` });
   // No workflow ever runs for it: the state route answers from the database.
-  conversationA = (await db.pool.query<{ id: string }>('INSERT INTO conversations (tenant_id, channel_id, customer_id) VALUES ($1, $2, $3) RETURNING id', [tenant.a, channel.id, '7291845503617725'])).rows[0]!.id;
+  conversationA = (await db.ownerPool.query<{ id: string }>('INSERT INTO conversations (tenant_id, channel_id, customer_id) VALUES ($1, $2, $3) RETURNING id', [tenant.a, channel.id, '7291845503617725'])).rows[0]!.id;
   for (const role of TENANT_ROLES) {
     keys.a[role] = await createTestApiKey(db.pool, tenant.a, role);
     keys.b[role] = await createTestApiKey(db.pool, tenant.b, role);
@@ -148,7 +148,7 @@ describe('codec endpoint', () => {
 });
 
 it('audits every denial: 403s in the denied tenant chain, cross-tenant 404s in the platform chain', async () => {
-  const { rows } = await db.pool.query<{ tenant_id: string | null; reason: string; actor_type: string; details: { permission?: string; resourceTenantId?: string } }>(
+  const { rows } = await db.ownerPool.query<{ tenant_id: string | null; reason: string; actor_type: string; details: { permission?: string; resourceTenantId?: string } }>(
     `SELECT tenant_id, reason, actor_type, details FROM audit_events WHERE action = 'auth.denied'`,
   );
   const forbidden = rows.filter((r) => r.reason === 'permission_denied');
@@ -159,7 +159,7 @@ it('audits every denial: 403s in the denied tenant chain, cross-tenant 404s in t
   expect(crossTenant.length).toBe(Object.keys(ADMIN_ROUTES).length * TENANT_ROLES.length);
   expect(crossTenant.every((r) => r.tenant_id === null && r.details.resourceTenantId === tenant.a)).toBe(true);
   // Tenant A's chain never names tenant B, nor B's chain A.
-  const { rows: chains } = await db.pool.query<{ chain_id: string; text: string }>(`SELECT chain_id, row_to_json(audit_events)::text AS text FROM audit_events WHERE chain_id IN ($1, $2)`, [tenant.a, tenant.b]);
+  const { rows: chains } = await db.ownerPool.query<{ chain_id: string; text: string }>(`SELECT chain_id, row_to_json(audit_events)::text AS text FROM audit_events WHERE chain_id IN ($1, $2)`, [tenant.a, tenant.b]);
   expect(chains.filter((c) => c.chain_id === tenant.a && c.text.includes(tenant.b))).toEqual([]);
 });
 

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes, scryptSync } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { createApiKey, revokeApiKey } from '../../src/auth/api-keys';
-import { revokeSessionsOf } from '../../src/auth/sessions';
+import { createSession, purgeEndedSessions, revokeSessionsOf } from '../../src/auth/sessions';
 import type { Config } from '../../src/config';
 import { StaticKeyProvider } from '../../src/crypto/key-provider';
 import { SecretVault } from '../../src/crypto/vault';
@@ -32,7 +32,7 @@ const login = (email: string, password: string, ip = '198.51.100.1', extra: Reco
   fetch(`${url}/auth/login`, { method: 'POST', headers: { ...json, 'x-forwarded-for': ip, ...extra }, body: JSON.stringify({ email, password }) });
 
 async function auditRows(action: string) {
-  const { rows } = await db.pool.query<{ tenant_id: string | null; actor_type: string; actor_id: string | null; resource: string; outcome: string; reason: string | null; ip: string | null; details: Record<string, unknown> }>(
+  const { rows } = await db.ownerPool.query<{ tenant_id: string | null; actor_type: string; actor_id: string | null; resource: string; outcome: string; reason: string | null; ip: string | null; details: Record<string, unknown> }>(
     'SELECT tenant_id, actor_type, actor_id, resource, outcome, reason, ip, details FROM audit_events WHERE action = $1 ORDER BY id',
     [action],
   );
@@ -81,11 +81,11 @@ describe('POST /auth/login', () => {
     expect(setCookie).not.toMatch(/; secure/i);
     const token = setCookie.split(';')[0]!.slice('sb_session='.length);
 
-    const { rows } = await db.pool.query<{ token_hash: Buffer; principal: string; user_id: string; tenant_id: string; ip: string }>('SELECT token_hash, principal, user_id, tenant_id, ip FROM sessions WHERE user_id = $1', [user.id]);
+    const { rows } = await db.ownerPool.query<{ token_hash: Buffer; principal: string; user_id: string; tenant_id: string; ip: string }>('SELECT token_hash, principal, user_id, tenant_id, ip FROM sessions WHERE user_id = $1', [user.id]);
     expect(rows).toHaveLength(1);
     expect(rows[0]!.token_hash.equals(createHash('sha256').update(token).digest())).toBe(true);
     expect(rows[0]).toMatchObject({ principal: 'tenant_user', tenant_id: tenantId, ip: '198.51.100.10' });
-    const dump = JSON.stringify((await db.pool.query('SELECT * FROM sessions')).rows);
+    const dump = JSON.stringify((await db.ownerPool.query('SELECT * FROM sessions')).rows);
     expect(dump).not.toContain(token);
 
     const audited = (await auditRows('auth.login')).filter((r) => r.actor_id === user.id);
@@ -105,7 +105,7 @@ describe('POST /auth/login', () => {
   it('answers the same 401 for a wrong password, an unknown email and a disabled account; each audited with its reason, never the password', async () => {
     const user = await createTestAccount(db.pool, tenantId, 'viewer');
     const disabled = await createTestAccount(db.pool, tenantId, 'viewer');
-    await db.pool.query('UPDATE tenant_users SET disabled_at = now() WHERE id = $1', [disabled.id]);
+    await db.ownerPool.query('UPDATE tenant_users SET disabled_at = now() WHERE id = $1', [disabled.id]);
     const ip = '198.51.100.20';
     const answers = [
       await login(user.email, 'not-the-password-at-all', ip),
@@ -154,6 +154,47 @@ describe('POST /auth/login', () => {
   });
 });
 
+describe('under row-level security', () => {
+  it("re-hashes a tenant user's password made with older parameters at sign-in, in the tenant's scope", async () => {
+    const user = await createTestAccount(db.pool, tenantId, 'viewer');
+    const salt = randomBytes(16);
+    const weak = `scrypt$14$8$1$${salt.toString('base64url')}$${scryptSync(user.password.normalize('NFC'), salt, 32, { N: 2 ** 14, r: 8, p: 1 }).toString('base64url')}`;
+    await db.ownerPool.query('UPDATE tenant_users SET password_hash = $2 WHERE id = $1', [user.id, weak]);
+    expect((await login(user.email, user.password, '198.51.100.90')).status).toBe(200);
+    const stored = (await db.ownerPool.query<{ password_hash: string }>('SELECT password_hash FROM tenant_users WHERE id = $1', [user.id])).rows[0]!.password_hash;
+    expect(stored).toMatch(/^scrypt\$15\$/);
+  });
+
+  it('purges ended sessions of the platform and of every tenant, and keeps live ones', async () => {
+    const otherTenant = (await createTenant(db.pool, 'Purge Shop')).id;
+    const op = await createTestAccount(db.pool, null, 'operator');
+    const a = await createTestAccount(db.pool, tenantId, 'viewer');
+    const b = await createTestAccount(db.pool, otherTenant, 'viewer');
+    const lifetimes = { idleMs: 3_600_000, absoluteMs: 86_400_000 };
+    const ended = [
+      await createSession(db.pool, { kind: 'operator', operatorId: op.id }, { lifetimes }),
+      await createSession(db.pool, { kind: 'tenant_user', userId: a.id, tenantId }, { lifetimes }),
+      await createSession(db.pool, { kind: 'tenant_user', userId: b.id, tenantId: otherTenant }, { lifetimes }),
+    ].map((s) => s.id);
+    const live = (await createSession(db.pool, { kind: 'tenant_user', userId: b.id, tenantId: otherTenant }, { lifetimes })).id;
+    await db.ownerPool.query(`UPDATE sessions SET revoked_at = now() - interval '31 days' WHERE id = ANY($1::uuid[])`, [ended]);
+    expect(await purgeEndedSessions(db.pool)).toBeGreaterThanOrEqual(3);
+    const { rows } = await db.ownerPool.query<{ id: string }>('SELECT id FROM sessions WHERE id = ANY($1::uuid[])', [[...ended, live]]);
+    expect(rows.map((r) => r.id)).toEqual([live]);
+  });
+
+  it('revokes an API key by id alone (platform keys first, then each tenant in its scope)', async () => {
+    const platform = await createApiKey(db.pool, { tenantId: null, role: 'operator', name: 'p', createdBy: 'cli:test' });
+    const tenantKey = await createApiKey(db.pool, { tenantId, role: 'viewer', name: 't', createdBy: 'cli:test' });
+    expect(await revokeApiKey(db.pool, platform.id)).toEqual({ revoked: true, tenantId: null });
+    expect(await revokeApiKey(db.pool, tenantKey.id)).toEqual({ revoked: true, tenantId });
+    expect(await revokeApiKey(db.pool, tenantKey.id)).toEqual({ revoked: false, tenantId });
+    expect(await revokeApiKey(db.pool, '00000000-0000-4000-8000-000000000000')).toBeUndefined();
+    // Given the wrong scope, the key is not found there.
+    expect(await revokeApiKey(db.pool, tenantKey.id, null)).toBeUndefined();
+  });
+});
+
 describe('login throttling', () => {
   it('answers 429 with retry-after after 5 failures for one account, even with the right password; audited', async () => {
     const user = await createTestAccount(db.pool, tenantId, 'viewer');
@@ -167,7 +208,7 @@ describe('login throttling', () => {
     expect((await auditRows('auth.login')).at(-1)).toMatchObject({ outcome: 'failure', reason: 'throttled_account', ip: '198.51.100.50' });
 
     // Once the window is over, the right password works again.
-    await db.pool.query(`UPDATE login_throttle SET window_start = now() - interval '16 minutes'`);
+    await db.ownerPool.query(`UPDATE login_throttle SET window_start = now() - interval '16 minutes'`);
     expect((await login(user.email, user.password, '198.51.100.51')).status).toBe(200);
   });
 
@@ -188,7 +229,7 @@ describe('login throttling', () => {
     expect((await auditRows('auth.login')).at(-1)).toMatchObject({ reason: 'throttled_ip' });
     // Another IP is not affected; the table holds no email or IP in clear.
     expect((await login(user.email, user.password, '203.0.113.8')).status).toBe(200);
-    const dump = JSON.stringify((await db.pool.query('SELECT * FROM login_throttle')).rows);
+    const dump = JSON.stringify((await db.ownerPool.query('SELECT * FROM login_throttle')).rows);
     expect(dump).not.toContain(ip);
     expect(dump).not.toContain('spray-');
   });
@@ -217,7 +258,7 @@ describe('sessions', () => {
     const after = await fetch(`${url}/auth/session`, { headers: { cookie } });
     expect(after.status).toBe(401);
     expect(((await after.json()) as { error: { message: string } }).error.message).toMatch(/the session has ended/);
-    const { rows } = await db.pool.query('SELECT revoked_at, revoked_reason FROM sessions WHERE user_id = $1', [user.id]);
+    const { rows } = await db.ownerPool.query('SELECT revoked_at, revoked_reason FROM sessions WHERE user_id = $1', [user.id]);
     expect(rows).toEqual([{ revoked_at: expect.any(Date), revoked_reason: 'logout' }]);
     expect((await auditRows('auth.logout')).at(-1)).toMatchObject({ tenant_id: tenantId, actor_type: 'tenant_user', actor_id: user.id, outcome: 'success' });
     expect((await auditRows('auth.denied')).some((r) => r.actor_id === user.id && r.reason === 'csrf_token_invalid')).toBe(true);
@@ -228,21 +269,21 @@ describe('sessions', () => {
     const check = async (cookie: string) => (await fetch(`${url}/auth/session`, { headers: { cookie } })).status;
 
     const revoked = await signIn(url, user.email, user.password);
-    expect(await revokeSessionsOf(db.pool, user.id, 'operator_revoked')).toBe(1);
+    expect(await revokeSessionsOf(db.pool, tenantId, user.id, 'operator_revoked')).toBe(1);
     expect(await check(revoked.cookie)).toBe(401);
 
     const idle = await signIn(url, user.email, user.password);
-    await db.pool.query(`UPDATE sessions SET last_seen_at = now() - interval '12 hours 1 minute' WHERE user_id = $1 AND revoked_at IS NULL`, [user.id]);
+    await db.ownerPool.query(`UPDATE sessions SET last_seen_at = now() - interval '12 hours 1 minute' WHERE user_id = $1 AND revoked_at IS NULL`, [user.id]);
     expect(await check(idle.cookie)).toBe(401);
 
     const old = await signIn(url, user.email, user.password);
     expect(await check(old.cookie)).toBe(200);
-    await db.pool.query(`UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1 AND revoked_at IS NULL AND last_seen_at > now() - interval '1 hour'`, [user.id]);
+    await db.ownerPool.query(`UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1 AND revoked_at IS NULL AND last_seen_at > now() - interval '1 hour'`, [user.id]);
     expect(await check(old.cookie)).toBe(401);
 
     const live = await signIn(url, user.email, user.password);
     expect(await check(live.cookie)).toBe(200);
-    await db.pool.query('UPDATE tenant_users SET disabled_at = now() WHERE id = $1', [user.id]);
+    await db.ownerPool.query('UPDATE tenant_users SET disabled_at = now() WHERE id = $1', [user.id]);
     expect(await check(live.cookie)).toBe(401);
   });
 
@@ -271,19 +312,19 @@ describe('API keys', () => {
   it('are shown once, stored as a hash, record their last use, and stop working when revoked', async () => {
     const created = await createApiKey(db.pool, { tenantId, role: 'viewer', name: 'reporting', createdBy: 'cli:test' });
     expect(created.key).toMatch(new RegExp(`^sb_${created.prefix}_[A-Za-z0-9_-]{43}$`));
-    const { rows } = await db.pool.query<{ secret_hash: Buffer; last_used_at: Date | null }>('SELECT secret_hash, last_used_at FROM api_keys WHERE id = $1', [created.id]);
+    const { rows } = await db.ownerPool.query<{ secret_hash: Buffer; last_used_at: Date | null }>('SELECT secret_hash, last_used_at FROM api_keys WHERE id = $1', [created.id]);
     expect(rows[0]!.secret_hash.equals(createHash('sha256').update(created.key).digest())).toBe(true);
     expect(rows[0]!.last_used_at).toBeNull();
     const secret = created.key.split('_').slice(2).join('_');
-    expect(JSON.stringify((await db.pool.query('SELECT * FROM api_keys')).rows)).not.toContain(secret);
+    expect(JSON.stringify((await db.ownerPool.query('SELECT * FROM api_keys')).rows)).not.toContain(secret);
 
     const headers = { authorization: `Bearer ${created.key}` };
     expect((await fetch(`${url}/admin/tenants/${tenantId}/settings`, { headers })).status).toBe(200);
-    const used = (await db.pool.query<{ last_used_at: Date | null }>('SELECT last_used_at FROM api_keys WHERE id = $1', [created.id])).rows[0]!.last_used_at;
+    const used = (await db.ownerPool.query<{ last_used_at: Date | null }>('SELECT last_used_at FROM api_keys WHERE id = $1', [created.id])).rows[0]!.last_used_at;
     expect(used).toBeInstanceOf(Date);
     // At most one write a minute: a second call leaves it as it was.
     expect((await fetch(`${url}/auth/session`, { headers })).status).toBe(200);
-    expect((await db.pool.query<{ last_used_at: Date }>('SELECT last_used_at FROM api_keys WHERE id = $1', [created.id])).rows[0]!.last_used_at).toEqual(used);
+    expect((await db.ownerPool.query<{ last_used_at: Date }>('SELECT last_used_at FROM api_keys WHERE id = $1', [created.id])).rows[0]!.last_used_at).toEqual(used);
 
     expect(await revokeApiKey(db.pool, created.id)).toEqual({ revoked: true, tenantId });
     const after = await fetch(`${url}/admin/tenants/${tenantId}/settings`, { headers });

@@ -24,7 +24,7 @@ async function ok<T = Record<string, unknown>>(args: string[], stdin?: string): 
   return JSON.parse(r.stdout) as T;
 }
 
-const auditDump = async () => JSON.stringify((await db.pool.query('SELECT * FROM audit_events ORDER BY id')).rows);
+const auditDump = async () => JSON.stringify((await db.ownerPool.query('SELECT * FROM audit_events ORDER BY id')).rows);
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -36,7 +36,7 @@ it('creates an operator and a tenant user with passwords from stdin, hashed, aud
   const password = 'operator pass phrase 1';
   const op = await ok<{ id: string; email: string }>(['operators:create', '--email', 'Ops@Example.test', '--password', '-'], `${password}\n`);
   expect(op.email).toBe('Ops@Example.test');
-  const stored = (await db.pool.query<{ password_hash: string }>('SELECT password_hash FROM operators WHERE id = $1', [op.id])).rows[0]!.password_hash;
+  const stored = (await db.ownerPool.query<{ password_hash: string }>('SELECT password_hash FROM operators WHERE id = $1', [op.id])).rows[0]!.password_hash;
   expect(await verifyPassword(password, stored)).toBe(true);
 
   const user = await ok<{ id: string; role: string; tenantId: string }>(['users:create', '--tenant', tenantId, '--email', 'dev@example.test', '--role', 'developer', '--password', '-'], 'developer password 2');
@@ -45,7 +45,7 @@ it('creates an operator and a tenant user with passwords from stdin, hashed, aud
   const dump = await auditDump();
   expect(dump).not.toContain(password);
   expect(dump).not.toContain('developer password 2');
-  const { rows } = await db.pool.query<{ action: string; tenant_id: string | null }>(`SELECT action, tenant_id FROM audit_events WHERE action IN ('operator.created', 'user.created') ORDER BY id`);
+  const { rows } = await db.ownerPool.query<{ action: string; tenant_id: string | null }>(`SELECT action, tenant_id FROM audit_events WHERE action IN ('operator.created', 'user.created') ORDER BY id`);
   expect(rows).toEqual([{ action: 'operator.created', tenant_id: null }, { action: 'user.created', tenant_id: tenantId }]);
 });
 
@@ -86,11 +86,11 @@ it('creates API keys (printed once, audited by prefix only) and revokes them', a
 });
 
 it('revokes every session of a user', async () => {
-  const { rows } = await db.pool.query<{ id: string }>(`SELECT id FROM tenant_users WHERE email = 'dev@example.test'`);
+  const { rows } = await db.ownerPool.query<{ id: string }>(`SELECT id FROM tenant_users WHERE email = 'dev@example.test'`);
   const userId = rows[0]!.id;
   for (let i = 0; i < 2; i++) await createSession(db.pool, { kind: 'tenant_user', userId, tenantId }, { lifetimes: { idleMs: 3_600_000, absoluteMs: 86_400_000 } });
   expect(await ok(['sessions:revoke', '--user', userId])).toEqual({ user: userId, sessionsRevoked: 2 });
-  expect((await db.pool.query('SELECT 1 FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [userId])).rowCount).toBe(0);
+  expect((await db.ownerPool.query('SELECT 1 FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [userId])).rowCount).toBe(0);
   const unknown = await cli(['sessions:revoke', '--user', '00000000-0000-4000-8000-000000000000']);
   expect(unknown.code).toBe(2);
 });
