@@ -7,6 +7,9 @@ import type { Config } from '../config';
 import { StaticKeyProvider } from '../crypto/key-provider';
 import { SecretVault } from '../crypto/vault';
 import { withTemporalDeadline } from '../temporal/client';
+import { allApiRoutes } from '../api/routes';
+import { API_PREFIX, apiRouter } from '../api/router';
+import { dashboardRoutes } from '../dashboard/router';
 import { adminAuth } from './admin-auth';
 import { adminRoutes } from './admin-routes';
 import { authRoutes } from './auth-routes';
@@ -22,6 +25,8 @@ export interface GatewayDeps extends WebhookDeps {
       | 'CODEC_AUTH_TOKEN'
       | 'CODEC_CORS_ORIGINS'
       | 'TEMPORAL_UI_URL'
+      | 'TEMPORAL_NAMESPACE'
+      | 'TEMPORAL_TASK_QUEUE'
       | 'ADMIN_API_TOKEN'
       | 'MASTER_KEYS'
       | 'DATA_KEY_CACHE_TTL_MS'
@@ -105,8 +110,11 @@ export function createGatewayApp(deps: GatewayDeps): Koa {
     throttle: { windowMs: deps.config.LOGIN_THROTTLE_WINDOW_MS, perAccount: deps.config.LOGIN_MAX_FAILURES_PER_ACCOUNT, perIp: deps.config.LOGIN_MAX_FAILURES_PER_IP },
   });
   app.use(resolvePrincipal({ pool: deps.pool, logger, lifetimes, legacyAdminToken: deps.config.ADMIN_API_TOKEN }));
+  const api = apiRouter(allApiRoutes({ config: deps.config, pool: deps.pool, vault, temporal: deps.temporal, logger }), { pool: deps.pool, logger });
   app.use(adminAuth({ audit: denialAuditor(deps.pool, logger, 'admin') }));
-  for (const router of [health, webhooks, codec, auth, admin]) app.use(router.routes()).use(router.allowedMethods());
+  app.use(adminAuth({ audit: denialAuditor(deps.pool, logger, 'api'), prefix: API_PREFIX, publicPaths: [`${API_PREFIX}/openapi.json`] }));
+  for (const router of [health, webhooks, codec, auth, admin, api]) app.use(router.routes()).use(router.allowedMethods());
+  app.use(dashboardRoutes({ pool: deps.pool, logger }).routes());
   app.use((ctx) => sendError(ctx, 404, 'not_found', `no route for ${ctx.method} ${ctx.path}`));
   return app;
 }
