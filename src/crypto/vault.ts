@@ -175,10 +175,12 @@ export class SecretVault {
   /** The tenant's current data key, created on first use (races settle on the primary key). */
   private async activeDataKey(tenantId: string, db: Queryable): Promise<{ version: number; key: Buffer }> {
     const { rows } = await db.query<DataKeyRow>(
-      // FOR SHARE: a data-key rotation (which supersedes this row) waits until the caller's
+      // Locked: a data-key rotation (which supersedes this row) waits until the caller's
       // transaction has committed the secret, so the re-encryption pass is sure to see it.
+      // FOR NO KEY UPDATE, not FOR SHARE: the usage count below updates this row in the same
+      // transaction, and two encryptors each holding a share lock would deadlock upgrading it.
       `SELECT version, master_key_version, wrapped_key FROM tenant_data_keys
-       WHERE tenant_id = $1 AND superseded_at IS NULL ORDER BY version DESC LIMIT 1 FOR SHARE`,
+       WHERE tenant_id = $1 AND superseded_at IS NULL ORDER BY version DESC LIMIT 1 FOR NO KEY UPDATE`,
       [tenantId],
     );
     const row = rows[0];
