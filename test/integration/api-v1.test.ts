@@ -369,7 +369,11 @@ describe('channels, conversations and messages', () => {
   });
 
   it('shows messages with texts to conversations.read, redacted to others; pages to older messages', async () => {
-    const full = await api('GET', `/tenants/${tenant.a}/conversations/${conversationId}`, { key: keys.owner });
+    // Once the bot's reply left 'pending', the conversation holds still for the paging checks below.
+    const full = await eventually(async () => {
+      const res = await api('GET', `/tenants/${tenant.a}/conversations/${conversationId}`, { key: keys.owner });
+      return res.status === 200 && res.body.messages.every((m: { status: string }) => m.status !== 'pending') ? res : undefined;
+    });
     expect(full.status).toBe(200);
     const inbound = full.body.messages.find((m: { direction: string }) => m.direction === 'inbound');
     expect(inbound).toMatchObject({ author: 'customer', kind: 'text', status: 'received', text: TEXT, redacted: false, attachments: [], deleted: false });

@@ -5,6 +5,7 @@ import type { SendSlot } from '../../src/shared/types';
 import { CONVERSATION_STATE } from '../../src/temporal/search-attributes';
 import { ECHO_WAIT_MS, MAX_AMBIGUOUS_ATTEMPTS, type ConversationState } from '../../workflows/definitions';
 import {
+  TENANT,
   CHANNEL,
   conversation,
   createConversationFakes,
@@ -89,7 +90,7 @@ describe('messaging window', () => {
       await c.send(textMessage('w2', (await serverNow()) - (24 * HOUR_MS + MINUTE_MS)));
       await waitFor(() => fakes.calls.markOutboundOutsideWindow.length === 1, 'the outside-window record');
       const row = [...fakes.outbound.values()][0]!;
-      expect(fakes.calls.markOutboundOutsideWindow).toEqual([{ outboundId: row.id, reason: expect.stringContaining('24-hour window is closed') }]);
+      expect(fakes.calls.markOutboundOutsideWindow).toEqual([{ tenantId: TENANT, outboundId: row.id, reason: expect.stringContaining('24-hour window is closed') }]);
       expect(row.status).toBe('outside_window');
       expect(fakes.calls.reserveSendSlot).toHaveLength(0);
       expect(fakes.calls.sendOutbound).toHaveLength(0);
@@ -129,7 +130,7 @@ describe('messaging window', () => {
       ]);
       const last = fakes.calls.createOutbound.length;
       const lastRow = [...fakes.outbound.values()][last - 1]!;
-      expect(fakes.calls.markOutboundOutsideWindow).toEqual([{ outboundId: lastRow.id, reason: expect.stringContaining('7-day HUMAN_AGENT window') }]);
+      expect(fakes.calls.markOutboundOutsideWindow).toEqual([{ tenantId: TENANT, outboundId: lastRow.id, reason: expect.stringContaining('7-day HUMAN_AGENT window') }]);
       expect(fakes.calls.sendOutbound).toHaveLength(3);
     });
   });
@@ -241,7 +242,7 @@ describe('ambiguous sends without an echo', () => {
         [row.id, 1],
         [row.id, 2],
       ]);
-      expect(fakes.calls.markOutboundFailed).toEqual([{ outboundId: row.id, error: { type: 'AmbiguousSend', reason: 'ambiguous' } }]);
+      expect(fakes.calls.markOutboundFailed).toEqual([{ tenantId: TENANT, outboundId: row.id, error: { type: 'AmbiguousSend', reason: 'ambiguous' } }]);
       expect(fakes.calls.markChannelReauthRequired).toHaveLength(0);
       expect(fakes.sent).toHaveLength(0);
     });

@@ -342,7 +342,7 @@ describe('conversationWorkflow: human handoff', () => {
       expect(fakes.calls.createOutbound[1]).toEqual({ ref: c.ref, conversationId: CONVERSATION_ID, author: 'human_agent', text: send.text, clientRef: 'req-2' });
       const humanRow = fakes.calls.sendOutbound[1]!;
       expect(humanRow).toEqual({ tenantId: TENANT, channelId: CHANNEL, outboundId: expect.any(String), customerId: c.input.customerId, messagingType: 'RESPONSE', round: 0 });
-      expect(fakes.calls.touchHumanActivity).toEqual([{ conversationId: CONVERSATION_ID, at: expect.any(Number) }]);
+      expect(fakes.calls.touchHumanActivity).toEqual([{ tenantId: TENANT, conversationId: CONVERSATION_ID, at: expect.any(Number) }]);
 
       // The customer answers the human: stored, not answered by the bot.
       await c.send(textMessage('o2', Date.now(), 'great, thanks Sam'));
@@ -439,7 +439,7 @@ describe('conversationWorkflow: failures', () => {
       expect(fakes.calls.sendOutbound).toHaveLength(1);
       expect(fakes.calls.markChannelReauthRequired).toEqual([{ tenantId: TENANT, channelId: CHANNEL, reason: expect.stringContaining('GraphAuthExpired') }]);
       expect(fakes.calls.markChannelReauthRequired[0]!.reason).toContain('190');
-      expect(fakes.calls.markOutboundFailed).toEqual([{ outboundId: row.id, error: { type: 'GraphAuthExpired', reason: 'auth', code: 190, subcode: 463 } }]);
+      expect(fakes.calls.markOutboundFailed).toEqual([{ tenantId: TENANT, outboundId: row.id, error: { type: 'GraphAuthExpired', reason: 'auth', code: 190, subcode: 463 } }]);
       expect(row.status).toBe('failed');
 
       // The conversation goes on.
