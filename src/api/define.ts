@@ -28,7 +28,7 @@ export interface HandlerInput<P, Q, B> {
   ctx: Context;
 }
 
-export interface ApiRouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType, R extends z.ZodType> {
+interface RouteMeta<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType, R extends z.ZodType> {
   /** OpenAPI operationId; unique. */
   id: string;
   method: HttpMethod;
@@ -49,26 +49,14 @@ export interface ApiRouteSpec<P extends z.ZodType, Q extends z.ZodType, B extend
   status?: 200 | 201 | 202 | 204;
   /** Error statuses this route answers besides the common ones (400, 401, 403, 404, 500). */
   errors?: readonly number[];
+}
+
+export interface ApiRouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType, R extends z.ZodType> extends RouteMeta<P, Q, B, R> {
   handler: (input: HandlerInput<z.output<P>, z.output<Q>, z.output<B>>) => Promise<z.input<R>>;
 }
 
-// Erased form the router and the document generator walk.
-export interface ApiRoute {
-  id: string;
-  method: HttpMethod;
-  path: string;
-  summary: string;
-  description?: string;
-  tag: string;
-  scope: RouteScope;
-  permission: Permission;
-  anyPrincipal?: boolean;
-  params?: z.ZodType;
-  query?: z.ZodType;
-  body?: z.ZodType;
-  response: z.ZodType;
-  status?: 200 | 201 | 202 | 204;
-  errors?: readonly number[];
+/** The erased form the router and the document generator walk. */
+export interface ApiRoute extends RouteMeta<z.ZodType, z.ZodType, z.ZodType, z.ZodType> {
   handler: (input: HandlerInput<any, any, any>) => Promise<unknown>; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
