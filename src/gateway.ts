@@ -1,3 +1,4 @@
+import { startCredentialHousekeeping } from './auth/housekeeping';
 import { loadConfig } from './config';
 import { StaticKeyProvider } from './crypto/key-provider';
 import { SecretVault } from './crypto/vault';
@@ -19,9 +20,15 @@ async function main(): Promise<void> {
   const server = app.listen(config.GATEWAY_PORT, config.GATEWAY_HOST);
   await new Promise<void>((resolve) => server.once('listening', resolve));
   logger.info({ port: config.GATEWAY_PORT }, 'gateway listening');
+  const stopHousekeeping = startCredentialHousekeeping(
+    pool,
+    { windowMs: config.LOGIN_THROTTLE_WINDOW_MS, perAccount: config.LOGIN_MAX_FAILURES_PER_ACCOUNT, perIp: config.LOGIN_MAX_FAILURES_PER_IP },
+    logger,
+  );
 
   const stop = () => {
     logger.info('gateway stopping');
+    stopHousekeeping();
     server.close(() => {
       void Promise.all([pool.end(), temporal.connection.close()]).finally(() => process.exit(0));
     });
