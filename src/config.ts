@@ -96,6 +96,24 @@ export const configSchema = z.object({
   GATEWAY_PORT: port.default(3000),
   GRAPH_SANDBOX_PORT: port.default(3900),
 
+  /**
+   * Onboarding (issue 7, docs/onboarding.md): the Meta app and Instagram app ids shown in the
+   * OAuth dialogs (unset = that login flow is not offered), the ONE exact redirect URI registered
+   * with both apps, and where the dialogs and token endpoints live (Meta's hosts; the sandbox in
+   * tests and the dev stack). The app secrets above also sign `appsecret_proof`.
+   */
+  META_APP_ID: z.string().regex(/^\d{1,32}$/, 'must be the numeric Meta app id').optional(),
+  INSTAGRAM_APP_ID: z.string().regex(/^\d{1,32}$/, 'must be the numeric Instagram app id').optional(),
+  /** Facebook Login for Business configuration (`config_id`); unset = the classic `scope` dialog. */
+  FACEBOOK_LOGIN_CONFIG_ID: z.string().regex(/^\d{1,32}$/, 'must be a numeric configuration id').optional(),
+  OAUTH_REDIRECT_URI: z.url().default('http://localhost:3000/portal/oauth/callback'),
+  FACEBOOK_DIALOG_BASE: z.url().default('https://www.facebook.com'),
+  INSTAGRAM_DIALOG_BASE: z.url().default('https://www.instagram.com'),
+  /** The Instagram Login code exchange host (`POST /oauth/access_token`). */
+  INSTAGRAM_OAUTH_BASE: z.url().default('https://api.instagram.com'),
+  /** How long an onboarding waits for the client's OAuth step (then it compensates and is abandoned). */
+  ONBOARDING_OAUTH_TIMEOUT_MS: positiveMs.default(7 * 86_400_000),
+
   /** A conversation run with no event for this long completes; the next message starts a new run. */
   CONVERSATION_IDLE_TIMEOUT_MS: positiveMs.default(30 * 60_000),
 
