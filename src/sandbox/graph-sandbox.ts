@@ -1,12 +1,51 @@
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { z } from 'zod';
+import {
+  SANDBOX_APP_ID,
+  describeIssues,
+  isPlainObject,
+  metaError,
+  numericId,
+  paramError,
+  parseOptions,
+  metaDate,
+  tokenFingerprint,
+  unsupportedRequest,
+  type AcceptedMessage,
+  type GraphCall,
+  type GraphErrorFields,
+  type GraphRoute,
+  type Reply,
+} from './graph-common';
+import { checkIssuedToken, checkSender, oauthRoutes } from './oauth';
+import { authorizeInProcess, dialogErrorPage, dialogFlow, showDialog, submitConsent, type DialogReply } from './oauth-dialog';
+import { OAuthStore, DEFAULT_OAUTH_APPS, type OAuthApp, type OAuthPersona, type OAuthStateView } from './oauth-store';
+
+export { SANDBOX_APP_ID, tokenFingerprint } from './graph-common';
+export type { GraphErrorFields } from './graph-common';
+export {
+  DEFAULT_OAUTH_APPS,
+  DEFAULT_OAUTH_PERSONA,
+  SANDBOX_INSTAGRAM_APP_ID,
+  oauthAppsFromConfig,
+  type OAuthApp,
+  type OAuthFlow,
+  type OAuthPersona,
+  type OAuthStateView,
+  type PersonaPage,
+  type PersonaInstagramLogin,
+} from './oauth-store';
 
 /**
- * A local stand-in for Meta's Graph API (Send API for now). Meta is unreachable from CI and dev
- * machines, so tests and the dev stack point GRAPH_API_BASE / INSTAGRAM_API_BASE here. It answers
- * with the shapes of meta-api-contract.md §3–§4, records every call (with tokens hashed, never in
- * clear) and lets a test queue faults (`failNext`, `POST /_sandbox/faults`):
+ * A local stand-in for Meta's Graph API: the Send API and the OAuth side (dialogs, token
+ * endpoints, `/me/accounts`, `/me`, `subscribed_apps`, `debug_token`). Meta is unreachable from
+ * CI and dev machines, so tests and the dev stack point GRAPH_API_BASE / INSTAGRAM_API_BASE and
+ * the dialog / OAuth bases here: one port serves them all. It answers with the shapes of
+ * meta-api-contract.md §3–§5, records every call (tokens, codes and secrets hashed, never in
+ * clear) and lets a test queue faults (`failNext`, `POST /_sandbox/faults`) on any Graph call,
+ * the OAuth endpoints included (`match` e.g. '/oauth/access_token', '/me/accounts',
+ * '/subscribed_apps', '/debug_token'); the dialog pages themselves are never faulted:
  *
  * - Meta errors by preset (`token_expired`, `rate_limit`, `outside_window`, `ig_outside_window`,
  *   `user_unavailable`, `permission_denied`, `server_error`) or as a custom `error` object;
@@ -16,23 +55,57 @@ import { z } from 'zod';
  *   echoed — but the socket is dropped without an answer (after `delayMs`, default at once). This
  *   is the ambiguous send that makes POST /messages non-idempotent (§4.2): the customer got the
  *   message and the client cannot know. A request the Send API would refuse is answered normally.
+ *   On the OAuth endpoints the same holds for a call that changes state: a code exchange redeems
+ *   the code (the retry gets 36009), a token exchange mints a token, a subscription is made.
+ *
+ * OAuth (oauth-dialog.ts, oauth.ts, oauth-store.ts; contract §5):
+ * - `GET /{ver}/dialog/oauth` (Facebook Login, `scope` or `config_id`) and `GET /oauth/authorize`
+ *   (Instagram Login) show an HTML consent page (no JavaScript) listing the persona's assets, with
+ *   Allow / Cancel buttons in forms posting back; Allow → 302 `redirect_uri?code=…&state=…`
+ *   (Instagram: `#_` appended), Cancel → `?error=access_denied&error_reason=user_denied&…`.
+ *   Codes: single use, 1 h, bound to the app, the redirect URI and a PKCE challenge if one was sent.
+ * - Facebook: `GET /{ver}/oauth/access_token` (code → `EAAB…` user token, 5400 s;
+ *   `grant_type=fb_exchange_token` → 5183944 s), `/me/accounts` (Page tokens, `EAAB…`, distinct per
+ *   Page, never expiring from a long-lived user token), `/{page-id}`, `/me`.
+ *   Instagram: `POST /oauth/access_token` (form or multipart; errors in api.instagram.com's flat
+ *   `{error_type, code, error_message}` shape) → `IGAA…` token + the app-scoped `user_id`;
+ *   `GET /access_token?grant_type=ig_exchange_token`; `GET /refresh_access_token` (≥ 24 h old);
+ *   `GET /{ver}/me?fields=user_id,username,account_type`.
+ * - `POST|GET|DELETE /{ver}/{page-id|me}/subscribed_apps` (Page or Instagram token),
+ *   `GET /{ver}/debug_token?input_token&access_token=<app id>|<app secret>`.
+ * - Every call with a token the sandbox issued is checked: expired → 190/463; `appsecret_proof`
+ *   (hex HMAC-SHA256 of the token keyed with its app's secret) when present or required by the
+ *   app → 100 if wrong. Unknown tokens get 190 on the OAuth endpoints; the Send API still takes
+ *   any token (the CLI's hand-typed ones), but an issued one sends only as its own account.
+ * - Apps: `oauthApps` option / `setOAuthApps` / `POST /_sandbox/oauth/apps` (default
+ *   DEFAULT_OAUTH_APPS; `oauthAppsFromConfig` maps META_APP_ID/SECRET, INSTAGRAM_APP_ID/SECRET).
+ *   Assets: `setOAuthPersona` / `POST /_sandbox/oauth/persona` (default DEFAULT_OAUTH_PERSONA: two
+ *   Pages, the first with a linked Instagram account, and an Instagram-Login account). State:
+ *   `oauthState()` / `GET /_sandbox/oauth` (subscriptions per account, token fingerprints).
+ *   Without a browser: `authorize(dialogUrl)` / `POST /_sandbox/oauth/authorize` → the redirect
+ *   location. Expiry in tests: `advanceOAuthClock(ms)` / `POST /_sandbox/oauth/clock`.
  *
  * Echoes (`echo` option, `POST|DELETE|GET /_sandbox/echo`): after each accepted Send API message
  * the sandbox POSTs a signed webhook delivery (`X-Hub-Signature-256: sha256=<HMAC of the raw body
  * with appSecret>`, non-ASCII escaped as `\uXXXX` like Meta) to `webhookUrl`, `delayMs` later: a
  * `message_echoes` event in the shape of meta-fixtures/messenger-echo.json — `sender` = the account,
  * `recipient` = the customer, `message{mid, is_echo, app_id, metadata, text}`. The entry id is the
- * account id of the URL path; `/me/messages` resolves through `echo.accounts[].accessToken` (no
+ * account id of the URL path; `/me/messages` resolves through `echo.accounts[].accessToken`, else
+ * through the tokens the OAuth endpoints issued (a Page token → its Page, an Instagram token → its
+ * account), so a channel connected through onboarding gets echoes without configuration (no
  * match: the echo is skipped and logged in the deliveries). The envelope's `object` is the
- * account's `echo.accounts[].object`, else `instagram` for Instagram-Login tokens (`IG…`) and
- * `page` for the rest. Best effort, like Meta: no retries, a failure is only recorded.
+ * account's `echo.accounts[].object`, else `instagram` for an Instagram account the sandbox knows
+ * (the persona's or a grant's, also when a Page token sends as the Page's linked account) or an
+ * Instagram-Login token (`IG…`), and `page` for the rest. Best effort, like Meta: no retries, a
+ * failure is only recorded.
  *
  * Usage headers (`usage` option, `POST|DELETE|GET /_sandbox/usage`): every Graph answer carries
  * `X-App-Usage` (zeros unless set) and, when set, `X-Business-Use-Case-Usage`, so clients'
  * adaptive backoff can be driven from a test.
  *
- * `reset()` clears records, faults and echo deliveries and restores echo and usage to the options
- * the sandbox started with.
+ * `reset()` clears records, faults and echo deliveries, restores echo and usage to the options
+ * the sandbox started with, and clears the OAuth state (codes, tokens, subscriptions, clock;
+ * persona back to the default). The OAuth apps stay: they are configuration.
  *
  * Adding an endpoint (OAuth, debug_token, subscribed_apps, …) means adding one entry to
  * `graphRoutes`; versioning, auth, body parsing, recording, faults and latency are shared.
@@ -55,22 +128,11 @@ const ERROR_PRESET_NAMES = [
 
 export type ErrorPreset = (typeof ERROR_PRESET_NAMES)[number];
 
-/** The `error` object of a Graph error body, minus `fbtrace_id`, which is generated per answer. */
-export interface GraphErrorFields {
-  message: string;
-  type: string;
-  code: number;
-  error_subcode?: number;
-  error_user_title?: string;
-  error_user_msg?: string;
-  is_transient?: boolean;
-}
-
 export interface RecordedRequest {
   method: string;
   /** Path without the query string, version prefix kept (e.g. `/v23.0/me/messages`). */
   path: string;
-  /** `access_token`, if present, is replaced by its `sha256:` fingerprint. */
+  /** Credentials (`access_token`, `input_token`, `fb_exchange_token`, `client_secret`, `code`, `code_verifier`) as `sha256:` fingerprints. */
   query: Record<string, string>;
   /** Parsed JSON or form body (form fields holding JSON are decoded); raw text if unparseable; null if empty or refused. */
   body: unknown;
@@ -174,6 +236,20 @@ export interface GraphSandbox {
   echoesSettled(): Promise<void>;
   /** Replaces the usage headers of every later answer; throws if invalid. */
   setUsage(usage: UsageOptions): void;
+  /** The assets the next consent grants (a dialog opened before keeps what it showed); throws if invalid. */
+  setOAuthPersona(persona: OAuthPersona): void;
+  /** Replaces the apps the dialogs and token endpoints know (kept by reset()); throws if invalid. */
+  setOAuthApps(apps: OAuthApp[]): void;
+  /** Subscriptions per account, tokens issued (fingerprints only), codes, the persona. */
+  oauthState(): OAuthStateView;
+  /** Moves the OAuth clock forward (code, token and consent expiry; token age for refreshes). */
+  advanceOAuthClock(ms: number): void;
+  /**
+   * Opens `dialogUrl` (a dialog URL as the portal builds it) and answers it as a user would,
+   * without a browser; returns the redirect location (`…?code=…&state=…` or `…?error=access_denied…`).
+   * `pageIds`: the Pages left checked in the picker (default all). Throws when the dialog would show an error page.
+   */
+  authorize(dialogUrl: string, decision?: 'allow' | 'cancel', pageIds?: string[]): string;
   close(): Promise<void>;
 }
 
@@ -188,6 +264,8 @@ export interface GraphSandboxOptions {
   echo?: EchoOptions;
   /** Usage headers on every Graph answer. */
   usage?: UsageOptions;
+  /** The apps the OAuth dialogs and token endpoints accept (default DEFAULT_OAUTH_APPS; see oauthAppsFromConfig). */
+  oauthApps?: OAuthApp[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -199,8 +277,6 @@ const DEFAULT_TIMEOUT_HOLD_MS = 30_000;
 /** Past this we stop draining an oversized upload and drop the socket; the 413 is already lost by then. */
 const MAX_DRAIN_BYTES = 16 * MAX_BODY_BYTES;
 
-/** The app the fixtures' echoes come from (meta-fixtures/README.md). */
-export const SANDBOX_APP_ID = 618273940215567;
 const DEFAULT_ECHO_TIMEOUT_MS = 10_000;
 const MAX_ECHO_RECORDS = 1_000;
 
@@ -286,19 +362,6 @@ function presetError(preset: StaticPreset, now: number): { status: number; error
   }
 }
 
-const WEEKDAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-/** Meta's format ("Tuesday, 13-Jan-26 09:00:00 PST"), in UTC so the sandbox has no timezone dependency. */
-function metaDate(ms: number): string {
-  const d = new Date(ms);
-  const p = (n: number) => String(n).padStart(2, '0');
-  return (
-    `${WEEKDAYS[d.getUTCDay()]}, ${p(d.getUTCDate())}-${MONTHS[d.getUTCMonth()]}-${p(d.getUTCFullYear() % 100)} ` +
-    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} UTC`
-  );
-}
-
 // ---------------------------------------------------------------------------------------------
 // Fault spec validation (shared by failNext and POST /_sandbox/faults)
 
@@ -326,12 +389,6 @@ const faultSpecSchema = z
     message: 'exactly one of "preset" or "error" is required',
   });
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((i) => (i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message))
-    .join('; ');
-}
-
 export function parseFaultSpec(input: unknown): { ok: true; spec: FaultSpec } | { ok: false; error: string } {
   const parsed = faultSpecSchema.safeParse(input);
   return parsed.success ? { ok: true, spec: parsed.data } : { ok: false, error: describeIssues(parsed.error) };
@@ -339,8 +396,6 @@ export function parseFaultSpec(input: unknown): { ok: true; spec: FaultSpec } | 
 
 // Echo and usage options (shared by the options, the setters and the control routes); strict for
 // the same reason as fault specs.
-
-const numericId = z.string().regex(/^\d+$/, 'must be a numeric ID string');
 
 const echoOptionsSchema = z.strictObject({
   webhookUrl: z.url({ protocol: /^https?$/ }),
@@ -372,39 +427,8 @@ const usageOptionsSchema = z.strictObject({
     .optional(),
 });
 
-function parseOptions<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
-  const parsed = schema.safeParse(input);
-  if (!parsed.success) throw new Error(`invalid ${what}: ${describeIssues(parsed.error)}`);
-  return parsed.data;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Small helpers
-
-function fbtraceId(): string {
-  return randomBytes(17).toString('base64url');
-}
-
-export function tokenFingerprint(token: string): string {
-  return 'sha256:' + createHash('sha256').update(token, 'utf8').digest('hex').slice(0, 16);
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function metaError(status: number, error: GraphErrorFields): Reply {
-  return { status, body: { error: { ...error, fbtrace_id: fbtraceId() } } };
-}
-
-function paramError(message: string, subcode?: number): Reply {
-  return metaError(400, {
-    message: `(#100) ${message}`,
-    type: 'OAuthException',
-    code: 100,
-    ...(subcode === undefined ? {} : { error_subcode: subcode }),
-  });
-}
 
 /** Fixed-capacity FIFO so recording stays O(1) per request even at the 100 000-record cap. */
 class RingBuffer<T> {
@@ -486,7 +510,7 @@ function decodeFormValue(v: string): unknown {
   return v;
 }
 
-function parseGraphBody(raw: Buffer, contentType: string | undefined): ParsedBody {
+async function parseGraphBody(raw: Buffer, contentType: string | undefined): Promise<ParsedBody> {
   if (raw.length === 0) return { kind: 'empty' };
   const text = raw.toString('utf8');
   const type = mediaType(contentType);
@@ -495,11 +519,22 @@ function parseGraphBody(raw: Buffer, contentType: string | undefined): ParsedBod
     for (const [k, v] of new URLSearchParams(text)) value[k] = decodeFormValue(v);
     return { kind: 'ok', value };
   }
+  // Meta's Instagram examples post the code exchange with `curl -F`, and FormData bodies are multipart.
+  if (type === 'multipart/form-data') {
+    try {
+      const form = await new Response(raw, { headers: { 'content-type': contentType! } }).formData();
+      const value: Record<string, unknown> = {};
+      for (const [k, v] of form) value[k] = typeof v === 'string' ? decodeFormValue(v) : `[file ${v.name}, ${v.size} bytes]`;
+      return { kind: 'ok', value };
+    } catch (err) {
+      return { kind: 'invalid', raw: text, reason: `The multipart body could not be parsed: ${(err as Error).message}` };
+    }
+  }
   if (type !== 'application/json') {
     return {
       kind: 'invalid',
       raw: text,
-      reason: `Unsupported Content-Type "${type || '(none)'}": send application/json or application/x-www-form-urlencoded`,
+      reason: `Unsupported Content-Type "${type || '(none)'}": send application/json, application/x-www-form-urlencoded or multipart/form-data`,
     };
   }
   let value: unknown;
@@ -512,6 +547,36 @@ function parseGraphBody(raw: Buffer, contentType: string | undefined): ParsedBod
   return { kind: 'ok', value };
 }
 
+/** Parameters that are credentials: recorded as `sha256:` fingerprints, never in clear. */
+const SECRET_PARAMS = ['access_token', 'input_token', 'fb_exchange_token', 'client_secret', 'code', 'code_verifier'];
+
+function redactSecrets<T>(fields: Record<string, T>): Record<string, T | string> {
+  const copy: Record<string, T | string> = { ...fields };
+  for (const name of SECRET_PARAMS) {
+    const v = copy[name];
+    if (typeof v === 'string' && v !== '') copy[name] = tokenFingerprint(v);
+  }
+  return copy;
+}
+
+function sendDialog(res: http.ServerResponse, reply: DialogReply): void {
+  if (res.destroyed || res.writableEnded) return;
+  const headers: Record<string, string> = {
+    'Cache-Control': 'no-store',
+    // No form-action: Chrome applies it to the redirect after the POST, which goes to the app.
+    'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
+    'X-Content-Type-Options': 'nosniff',
+  };
+  if (reply.location !== undefined) {
+    res.writeHead(302, { ...headers, Location: reply.location }).end();
+    return;
+  }
+  const html = reply.html ?? '';
+  if (reply.status === 405) headers['Allow'] = 'GET, POST';
+  res.writeHead(reply.status, { ...headers, 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': String(Buffer.byteLength(html)) });
+  res.end(html);
+}
+
 function bearerToken(header: string | undefined): string | undefined {
   // Graph also accepts the legacy "OAuth <token>" scheme.
   const m = /^(?:Bearer|OAuth)\s+(\S+)\s*$/i.exec(header ?? '');
@@ -521,50 +586,17 @@ function bearerToken(header: string | undefined): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // Graph routes
 
-/** A message the Send API took: what its echo and its record need. */
-interface AcceptedMessage {
-  /** The URL's node: an account id or `me`. */
-  node: string;
-  recipientId: string;
-  messageId: string;
-  text?: string;
-  metadata?: string;
-  attachment?: Record<string, unknown>;
-}
-
-interface Reply {
-  status: number;
-  body?: unknown;
-  accepted?: AcceptedMessage;
-}
-
-interface GraphCall {
-  method: string;
-  path: string;
-  /** Path with any `/vNN.N` prefix removed; routes match against this. */
-  graphPath: string;
-  params: Record<string, string>;
-  query: Record<string, string>;
-  token?: string;
-  body: Record<string, unknown>;
-}
-
-interface GraphRoute {
-  pattern: RegExp;
-  /** Whether an access token is required before the handler runs. */
-  auth: boolean;
-  methods: Partial<Record<string, (call: GraphCall) => Reply>>;
-}
-
 const graphRoutes: GraphRoute[] = [
   {
     pattern: /^\/(?<node>[^/]+)\/messages$/,
     auth: true,
     methods: { POST: sendMessage },
   },
+  // Token endpoints, /me, /me/accounts, subscribed_apps, debug_token (oauth.ts).
+  ...oauthRoutes,
 ];
 
-const VERSION_PREFIX = /^\/v\d+\.\d+(?=\/)/;
+const VERSION_PREFIX = /^\/(v\d+\.\d+)(?=\/)/;
 
 function sendMessage(call: GraphCall): Reply {
   const node = call.params['node'] ?? '';
@@ -576,6 +608,8 @@ function sendMessage(call: GraphCall): Reply {
       code: 803,
     });
   }
+  const wrongSender = checkSender(call, node);
+  if (wrongSender) return wrongSender;
 
   const b = call.body;
   const recipient = b['recipient'];
@@ -647,7 +681,8 @@ function sendMessage(call: GraphCall): Reply {
   };
 }
 
-function routeGraphCall(base: Omit<GraphCall, 'params' | 'graphPath' | 'body'>, parsed: ParsedBody): Reply {
+function routeGraphCall(base: Omit<GraphCall, 'params' | 'graphPath' | 'version' | 'body'>, parsed: ParsedBody): Reply {
+  const version = VERSION_PREFIX.exec(base.path)?.[1];
   const graphPath = base.path.replace(VERSION_PREFIX, '');
   let found: { route: GraphRoute; params: Record<string, string> } | undefined;
   for (const route of graphRoutes) {
@@ -664,17 +699,7 @@ function routeGraphCall(base: Omit<GraphCall, 'params' | 'graphPath' | 'body'>, 
     return metaError(400, { message: `Unknown path components: ${rest}`, type: 'OAuthException', code: 2500 });
   }
   const handler = found.route.methods[base.method];
-  if (!handler) {
-    const node = graphPath.split('/').filter(Boolean)[0] ?? '';
-    return metaError(400, {
-      message:
-        `Unsupported ${base.method.toLowerCase()} request. Object with ID '${node}' does not exist, ` +
-        'cannot be loaded due to missing permissions, or does not support this operation.',
-      type: 'GraphMethodException',
-      code: 100,
-      error_subcode: 33,
-    });
-  }
+  if (!handler) return unsupportedRequest(base.method, graphPath.split('/').filter(Boolean)[0] ?? '');
   if (found.route.auth && base.token === undefined) {
     return metaError(400, {
       message: 'An active access token must be used to query information about the current user.',
@@ -683,7 +708,14 @@ function routeGraphCall(base: Omit<GraphCall, 'params' | 'graphPath' | 'body'>, 
     });
   }
   if (parsed.kind === 'invalid') return paramError(parsed.reason);
-  return handler({ ...base, graphPath, params: found.params, body: parsed.kind === 'ok' ? parsed.value : {} });
+  const call: GraphCall = {
+    ...base,
+    graphPath,
+    ...(version === undefined ? {} : { version }),
+    params: found.params,
+    body: parsed.kind === 'ok' ? parsed.value : {},
+  };
+  return checkIssuedToken(call) ?? handler(call);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -724,13 +756,17 @@ function echoDelivery(
   config: EchoConfig,
   token: string | undefined,
   now: number,
+  oauth: OAuthStore,
 ): { object: WebhookObject; accountId: string | undefined; body?: string } {
   const tokenHash = token === undefined ? undefined : tokenFingerprint(token);
   const account =
     msg.node === 'me' ? config.accounts.find((a) => a.tokenHash !== undefined && a.tokenHash === tokenHash) : config.accounts.find((a) => a.id === msg.node);
-  const accountId = msg.node === 'me' ? account?.id : msg.node;
+  // Tokens from the OAuth endpoints resolve to their Page / Instagram account without echo.accounts,
+  // so a channel connected through onboarding gets its echoes like one configured by hand.
+  const issued = oauth.senderFor(msg.node, token);
+  const accountId = msg.node === 'me' ? (account?.id ?? issued?.id) : msg.node;
   // Instagram-Login user tokens start with "IG"; Page tokens with "EAA".
-  const object: WebhookObject = account?.object ?? (token?.startsWith('IG') ? 'instagram' : 'page');
+  const object: WebhookObject = account?.object ?? issued?.object ?? (token?.startsWith('IG') ? 'instagram' : 'page');
   if (accountId === undefined) return { object, accountId };
   const attachment = msg.attachment;
   const payload = isPlainObject(attachment?.['payload']) ? (attachment['payload'] as Record<string, unknown>) : undefined;
@@ -791,6 +827,7 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
   const initialUsage = parseOptions(usageOptionsSchema, opts.usage ?? {}, 'usage options');
   let echo: EchoConfig | null = initialEcho;
   let usage: UsageOptions = initialUsage;
+  const oauth = new OAuthStore(opts.oauthApps ?? DEFAULT_OAUTH_APPS);
   const echoLog = new RingBuffer<EchoDelivery>(MAX_ECHO_RECORDS);
   // Scheduled and in-flight echoes, each with a way to give up on it when the sandbox closes.
   const pendingEchoes = new Map<Promise<void>, () => void>();
@@ -842,7 +879,7 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
     const at = Date.now();
     let entry: EchoDelivery | undefined;
     try {
-      const delivery = echoDelivery(msg, config, token, at);
+      const delivery = echoDelivery(msg, config, token, at, oauth);
       entry = { mid: msg.messageId, object: delivery.object, accountId: delivery.accountId, at };
       if (delivery.body === undefined) {
         entry.error = 'cannot resolve /me to an account: pass echo.accounts with its accessToken';
@@ -898,20 +935,17 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
     for (const [k, v] of new URLSearchParams(q < 0 ? '' : url.slice(q + 1))) query[k] = v;
 
     const read = await readBody(req);
-    const parsed: ParsedBody = read.tooLarge ? { kind: 'empty' } : parseGraphBody(read.raw, req.headers['content-type']);
+    const parsed: ParsedBody = read.tooLarge ? { kind: 'empty' } : await parseGraphBody(read.raw, req.headers['content-type']);
 
     const bodyToken =
       parsed.kind === 'ok' && typeof parsed.value['access_token'] === 'string' ? parsed.value['access_token'] : undefined;
     const token = query['access_token'] || bearerToken(req.headers.authorization) || bodyToken || undefined;
     const tokenHash = token === undefined ? undefined : tokenFingerprint(token);
 
-    const recordedQuery = { ...query };
-    if (recordedQuery['access_token']) recordedQuery['access_token'] = tokenFingerprint(recordedQuery['access_token']);
+    const recordedQuery = redactSecrets(query);
     let recordedBody: unknown = null;
     if (parsed.kind === 'ok') {
-      const copy = { ...parsed.value };
-      if (typeof copy['access_token'] === 'string') copy['access_token'] = tokenFingerprint(copy['access_token']);
-      recordedBody = copy;
+      recordedBody = redactSecrets(parsed.value);
     } else if (parsed.kind === 'invalid') {
       recordedBody = token && tokenHash ? parsed.raw.split(token).join(tokenHash) : parsed.raw;
     }
@@ -940,6 +974,15 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
       return;
     }
 
+    // The dialogs are pages a person looks at, not Graph calls: never faulted, never delayed.
+    const flow = dialogFlow(path);
+    if (flow) {
+      const reply = dialogReply(flow, method, path, query, read.raw, req.headers['content-type']);
+      record(reply.status);
+      sendDialog(res, reply);
+      return;
+    }
+
     const fault = takeFault(path);
     if (fault?.preset === 'timeout') {
       record(0);
@@ -959,11 +1002,11 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
       return;
     }
 
-    const reply = routeGraphCall({ method, path, query, ...(token === undefined ? {} : { token }) }, parsed);
+    const reply = routeGraphCall({ method, path, query, oauth, ...(token === undefined ? {} : { token }) }, parsed);
     if (reply.accepted) scheduleEcho(reply.accepted, token);
-    if (fault?.preset === 'drop_after_accept' && reply.accepted) {
-      record(0, reply.accepted.messageId);
-      // Accepted, then the answer is lost: the customer has the message, the client cannot know.
+    if (fault?.preset === 'drop_after_accept' && (reply.accepted || reply.committed)) {
+      record(0, reply.accepted?.messageId);
+      // Accepted (a message sent, a code redeemed, …), then the answer is lost: the client cannot know.
       const drop = () => void req.socket.destroy();
       if (!fault.delayMs) return drop();
       const t = later(fault.delayMs, drop);
@@ -975,6 +1018,23 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
     }
     record(reply.status, reply.accepted?.messageId);
     answerGraph(res, reply, 0);
+  }
+
+  function dialogReply(
+    flow: 'facebook' | 'instagram',
+    method: string,
+    path: string,
+    query: Record<string, string>,
+    raw: Buffer,
+    contentType: string | undefined,
+  ): DialogReply {
+    if (method === 'GET') return showDialog(oauth, flow, path, query);
+    if (method !== 'POST') return { status: 405, html: dialogErrorPage('Method not allowed', `${method} is not supported here.`) };
+    if (mediaType(contentType) !== 'application/x-www-form-urlencoded') {
+      return { status: 415, html: dialogErrorPage('Unsupported form', 'Submit the consent form as application/x-www-form-urlencoded.') };
+    }
+    // Parsed again here: the Graph body parser keeps one value per name, the Page picker sends several.
+    return submitConsent(oauth, flow, new URLSearchParams(raw.toString('utf8')));
   }
 
   // Control routes: plain JSON for tests and the dev stack; never recorded, never faulted.
@@ -1049,7 +1109,53 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
         return { status: 204 };
       },
     },
+    '/_sandbox/oauth': {
+      GET: () => ({ status: 200, body: oauth.view() }),
+      DELETE: () => {
+        oauth.reset();
+        return { status: 204 };
+      },
+    },
+    '/_sandbox/oauth/persona': {
+      GET: () => ({ status: 200, body: oauth.persona() }),
+      POST: (_url, body) => refusing400(() => oauth.setPersona(body)),
+    },
+    '/_sandbox/oauth/apps': {
+      // Secrets stay out, as for /_sandbox/echo.
+      GET: () => ({ status: 200, body: oauth.appsView() }),
+      POST: (_url, body) => refusing400(() => oauth.setApps(body)),
+    },
+    '/_sandbox/oauth/clock': {
+      POST: (_url, body) => {
+        const parsed = z.strictObject({ advanceMs: z.number().int().min(0) }).safeParse(body);
+        if (!parsed.success) return { status: 400, body: { error: `invalid clock change: ${describeIssues(parsed.error)}` } };
+        oauth.advanceClock(parsed.data.advanceMs);
+        return { status: 200, body: { clockOffsetMs: oauth.view().clockOffsetMs } };
+      },
+    },
+    '/_sandbox/oauth/authorize': {
+      POST: (_url, body) => {
+        const parsed = z
+          .strictObject({ url: z.url(), decision: z.enum(['allow', 'cancel']).optional(), pageIds: z.array(numericId).optional() })
+          .safeParse(body);
+        if (!parsed.success) return { status: 400, body: { error: `invalid authorization: ${describeIssues(parsed.error)}` } };
+        try {
+          return { status: 200, body: { location: authorizeInProcess(oauth, parsed.data.url, parsed.data.decision, parsed.data.pageIds) } };
+        } catch (err) {
+          return { status: 400, body: { error: (err as Error).message } };
+        }
+      },
+    },
   };
+
+  function refusing400(apply: () => void): Reply {
+    try {
+      apply();
+    } catch (err) {
+      return { status: 400, body: { error: (err as Error).message } };
+    }
+    return { status: 204 };
+  }
 
   async function handleControl(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://sandbox');
@@ -1116,6 +1222,7 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
       echoLog.clear();
       echo = initialEcho;
       usage = initialUsage;
+      oauth.reset();
     },
     failNext,
     setEcho: (options) => {
@@ -1128,6 +1235,11 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
     setUsage: (options) => {
       usage = parseOptions(usageOptionsSchema, options, 'usage options');
     },
+    setOAuthPersona: (persona) => oauth.setPersona(persona),
+    setOAuthApps: (apps) => oauth.setApps(apps),
+    oauthState: () => oauth.view(),
+    advanceOAuthClock: (ms) => oauth.advanceClock(ms),
+    authorize: (dialogUrl, decision, pageIds) => authorizeInProcess(oauth, dialogUrl, decision, pageIds),
     close: () => {
       closed ??= new Promise<void>((resolve, reject) => {
         for (const cancel of pendingEchoes.values()) cancel();

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { startGraphSandbox } from './graph-sandbox';
+import { oauthAppsFromConfig, startGraphSandbox } from './graph-sandbox';
 
 /**
  * Runs the Graph API sandbox on its own for the dev stack and benchmarks:
@@ -7,7 +7,9 @@ import { startGraphSandbox } from './graph-sandbox';
  * Reads only its own variables, so it starts without the database/Temporal/Meta secrets that
  * src/config.ts requires. Echoes of accepted messages are delivered, signed with META_APP_SECRET,
  * to GRAPH_SANDBOX_ECHO_WEBHOOK_URL (e.g. http://127.0.0.1:3000/webhooks/meta) when it is set,
- * GRAPH_SANDBOX_ECHO_DELAY_MS after the send.
+ * GRAPH_SANDBOX_ECHO_DELAY_MS after the send. The OAuth dialogs and token endpoints know the apps
+ * the stack is configured with (META_APP_ID / META_APP_SECRET, INSTAGRAM_APP_ID /
+ * INSTAGRAM_APP_SECRET, else META_APP_SECRET); an unset id means the sandbox's default app id.
  */
 
 // An exported-but-empty variable (`GRAPH_SANDBOX_PORT=`) means "use the default", not port 0.
@@ -20,6 +22,9 @@ const envSchema = z.object({
   GRAPH_SANDBOX_ECHO_WEBHOOK_URL: z.preprocess(unsetIfEmpty, z.url({ protocol: /^https?$/ }).optional()),
   GRAPH_SANDBOX_ECHO_DELAY_MS: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(600_000).default(0)),
   META_APP_SECRET: z.preprocess(unsetIfEmpty, z.string().min(8).optional()),
+  META_APP_ID: z.preprocess(unsetIfEmpty, z.string().regex(/^\d{1,32}$/, 'must be the numeric Meta app id').optional()),
+  INSTAGRAM_APP_ID: z.preprocess(unsetIfEmpty, z.string().regex(/^\d{1,32}$/, 'must be the numeric Instagram app id').optional()),
+  INSTAGRAM_APP_SECRET: z.preprocess(unsetIfEmpty, z.string().min(8).optional()),
 }).refine((env) => env.GRAPH_SANDBOX_ECHO_WEBHOOK_URL === undefined || env.META_APP_SECRET !== undefined, {
   message: 'META_APP_SECRET is required to sign echoes when GRAPH_SANDBOX_ECHO_WEBHOOK_URL is set',
   path: ['META_APP_SECRET'],
@@ -38,12 +43,15 @@ async function main(): Promise<void> {
     host: env.data.GRAPH_SANDBOX_HOST,
     port: env.data.GRAPH_SANDBOX_PORT,
     latencyMs: env.data.GRAPH_SANDBOX_LATENCY_MS,
+    oauthApps: oauthAppsFromConfig(env.data),
     ...(env.data.GRAPH_SANDBOX_ECHO_WEBHOOK_URL &&
       env.data.META_APP_SECRET && {
         echo: { webhookUrl: env.data.GRAPH_SANDBOX_ECHO_WEBHOOK_URL, appSecret: env.data.META_APP_SECRET, delayMs: env.data.GRAPH_SANDBOX_ECHO_DELAY_MS },
       }),
   });
   process.stdout.write(`graph sandbox listening on ${sandbox.url}\n`);
+  const apps = sandbox.oauthState().apps.map((a) => `${a.platform} ${a.appId}`).join(', ');
+  process.stdout.write(`graph sandbox: OAuth dialogs at ${sandbox.url}/v23.0/dialog/oauth and ${sandbox.url}/oauth/authorize (apps: ${apps})\n`);
   if (env.data.GRAPH_SANDBOX_ECHO_WEBHOOK_URL) process.stdout.write(`graph sandbox: echoes go to ${env.data.GRAPH_SANDBOX_ECHO_WEBHOOK_URL}\n`);
 
   let stopping = false;
