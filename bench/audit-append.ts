@@ -19,8 +19,9 @@ import { summarize, type LatencySummary } from './lib/stats';
 /**
  * `npm run bench:audit`: append throughput of the audit log (issue: ≥ 2,000 events/s across 50
  * tenants on this machine). Closed loop: `--concurrency` appenders, each appending one event per
- * call (`appendAuditEvent` with the Pool: coalesced per chain into one transaction in the chain's
- * row-level-security scope — BEGIN + scope, lock + head + INSERT, COMMIT), events spread
+ * call (`appendAuditEvent` with the Pool: coalesced with the other waiting appends, any chains,
+ * into `audit_append_batch()` statements outside any scope — the function enters each chain's
+ * row-level-security scope in turn: lock, head, INSERT — one commit each), events spread
  * round-robin over `--tenants` chains, as the app role. Afterwards every bench chain is sealed
  * with an ephemeral key and verified (links, hashes, checkpoint), each in its scope.
  *
@@ -152,6 +153,34 @@ function cpuOf(pids: number[]): number | null {
   return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
+/**
+ * Counts what the appends cost in database calls while `on`: statements sent on the Pool itself
+ * (the coalesced `audit_append_batch`, autocommit) and clients checked out (a scope transaction
+ * each: the busy/stale fallbacks). Events per statement is how well appends are coalesced.
+ */
+function countPoolCalls(pool: Pool): { on: boolean; statements: number; transactions: number } {
+  const counts = { on: false, statements: 0, transactions: 0 };
+  const target = pool as unknown as { query: (...args: unknown[]) => unknown; connect: (...args: unknown[]) => unknown };
+  const query = target.query.bind(pool);
+  const connect = target.connect.bind(pool);
+  let inQuery = false;
+  target.query = (...args) => {
+    if (counts.on) counts.statements += 1;
+    // Pool.query checks a client out through connect() before it returns: not a transaction.
+    inQuery = true;
+    try {
+      return query(...args);
+    } finally {
+      inQuery = false;
+    }
+  };
+  target.connect = (...args) => {
+    if (counts.on && !inQuery) counts.transactions += 1;
+    return connect(...args);
+  };
+  return counts;
+}
+
 async function appendLoop(pool: Pool, tenants: string[], total: number, offset: number, latencies: number[] | null): Promise<void> {
   let next = 0;
   const worker = async () => {
@@ -198,10 +227,13 @@ async function main(): Promise<void> {
 
     const latencies: number[] = [];
     const backends = await backendPids(pool);
+    const calls = countPoolCalls(pool);
     const pgCpu0 = cpuOf(backends);
     const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
+    calls.on = true;
     await appendLoop(pool, tenants, options.events, options.warmup, latencies);
+    calls.on = false;
     const elapsedMs = ms(t0);
     const cpu = process.cpuUsage(cpu0);
     const pgCpuMs = pgCpu0 === null ? null : (cpuOf(backends)! - pgCpu0);
@@ -233,6 +265,8 @@ async function main(): Promise<void> {
       benchProcessCpuMs: Math.round((cpu.user + cpu.system) / 1000),
       /** CPU of the PostgreSQL backends serving the bench (local server only): contention-independent cost. */
       postgresCpuMs: pgCpuMs === null ? null : Math.round(pgCpuMs),
+      /** Database calls of the measured appends: statements on the Pool, and scope transactions. */
+      calls: { statements: calls.statements, transactions: calls.transactions, eventsPerStatement: +(options.events / Math.max(1, calls.statements)).toFixed(1) },
       chains: { count: reports.length, minEvents: Math.min(...counts), maxEvents: Math.max(...counts), intact },
       sealMs: Math.round(sealMs),
       verify: { ms: Math.round(verifyMs), eventsPerSecond: Math.round(total / (verifyMs / 1000)) },
@@ -247,6 +281,7 @@ async function main(): Promise<void> {
         `latency per append call: ${fmt(summary)}`,
         `CPU: bench process ${result.benchProcessCpuMs} ms, PostgreSQL backends ${result.postgresCpuMs ?? 'n/a (not local)'} ms` +
           (result.postgresCpuMs === null ? '' : ` → ${(((result.benchProcessCpuMs + result.postgresCpuMs) / options.events) * 1000).toFixed(0)} µs CPU per event`),
+        `database calls: ${calls.statements} statements on the pool (${result.calls.eventsPerStatement} events each), ${calls.transactions} scope transactions`,
         `chains: ${reports.length} × ${result.chains.minEvents}–${result.chains.maxEvents} events, ${intact ? 'all intact (contiguous, links and hashes verified, checkpoint matches)' : 'BROKEN'}`,
         `seal ${reports.length} chains: ${result.sealMs} ms · verify: ${result.verify.ms} ms (${result.verify.eventsPerSecond} events/s)`,
         '',

@@ -3,7 +3,6 @@ import { withScope, type Queryable } from '../db/tenant-scope';
 import { scrubSecretsInText } from '../logger';
 import { jsonSafeString, sanitizeAuditDetails } from './details';
 import { computeAuditHash, isoMillis, type HashedAuditRow } from './hash';
-import { chainTenant } from './scope';
 import { auditChainId, type AuditActorType, type AuditEventInput } from './types';
 
 /**
@@ -21,13 +20,16 @@ import { auditChainId, type AuditActorType, type AuditEventInput } from './types
  *
  * Row-level security (migrations/0008_row_level_security.sql): a chain is readable and writable
  * only inside its scope — `withPlatform` for `platform`, `withTenant(tenantId)` for a tenant's —
- * and a scope holds exactly one chain. With a Pool this module opens the scope itself; a client is
- * taken to be inside the caller's scope already (an event for another chain then fails on the
- * policy: it never lands elsewhere). Three paths:
+ * and a scope holds exactly one chain. A client is taken to be inside the caller's scope already
+ * (an event for another chain then fails on the policy, or is refused by `audit_append_batch`:
+ * it never lands elsewhere). With a Pool, this module opens each chain's scope itself, except on
+ * the coalesced path, whose one statement enters the chains' scopes in turn (see below). Three
+ * paths:
  *  - one event, with a Pool (the common case): coalesced with this process's other concurrent
- *    appends to the same chain into one `audit_append_batch()` statement in one scope transaction
- *    (one commit for all of them); it only tries the chain's lock, so it never waits or deadlocks;
- *    several chains' statements run side by side;
+ *    appends — any mix of chains — into `audit_append_batch()` statements outside any scope (one
+ *    round trip and one commit for many events; the function scopes itself to each chain in turn,
+ *    migrations/0011_audit_append_scoped.sql); it only tries chain locks, so it never waits or
+ *    deadlocks;
  *  - one event, in the caller's transaction: `audit_append()`, one round trip;
  *  - several events in one call: `audit_lock_chain_head()` per chain (in a fixed order), then one
  *    multi-row INSERT per chain. In the caller's transaction all or none; with a Pool one scope
@@ -204,23 +206,31 @@ function rememberHead(chainId: string, seq: number, hash: Buffer): void {
 }
 
 /**
- * Single-event appends through a Pool are coalesced per chain: while a chain has a statement in
- * flight, its new events wait and then go together, in arrival order, into one
- * `audit_append_batch()` statement in the chain's scope: one transaction and one commit for all of
- * them (group commit; round trips and commits, not hashing, are what an append costs here). Up to
- * `MAX_IN_FLIGHT` chains' statements run at once (the rest of the pool stays for other work). A
- * chain with rows in flight takes no new rows until they are answered, so one process never races
- * itself for a chain. Per row the database answers:
+ * Single-event appends through a Pool are coalesced: while up to `MAX_IN_FLIGHT` statements are
+ * running, new events wait and then go together — any mix of chains, grouped by chain in arrival
+ * order — into `audit_append_batch()` statements sent outside any scope (autocommit): one round
+ * trip and one commit for many events (group commit). Row-level security still applies to every
+ * row: outside a scope the function enters each chain's own scope in turn and leaves none behind
+ * (migrations/0011_audit_append_scoped.sql). Because the database now works chain by chain (an
+ * INSERT per chain, each with its own start-up cost), the waiting events are shared among the free
+ * slots rather than all sent in the first: with every appender waiting on one statement, the next
+ * flush would otherwise carry all of them again and the second slot would never be used (one
+ * backend, one core). A chain with rows in flight takes no new rows until they are answered, so
+ * one process never races itself for a chain. Per row the database answers:
  *  - appended / duplicate: done;
  *  - stale (another process appended, or the head was unknown): the head is remembered and the
  *    row goes back to the front of the queue, to be rehashed on it;
  *  - busy (another transaction holds the chain's lock, e.g. a caller's open transaction): the
- *    chain's rows are appended one by one with `audit_append()`, which waits for the lock.
+ *    chain's rows are appended one by one with `audit_append()` in the chain's scope, which waits
+ *    for the lock.
  * If the statement fails as a whole, every row is retried alone, so one bad row fails only its own
  * caller. Each caller's promise resolves after the statement carrying its row has committed.
  */
-/** Chains' statements in flight per pool: a scope holds one chain, so this is how many chains progress at once. */
-const MAX_IN_FLIGHT = 4;
+/**
+ * Statements in flight per pool: two backends work side by side; more made smaller batches and more
+ * CPU per event in bench/audit-append.ts (docs/benchmarks.md), and leaves the pool to other work.
+ */
+const MAX_IN_FLIGHT = 2;
 const MAX_BATCH = 256;
 const MAX_STALE_ROUNDS = 5;
 
@@ -267,67 +277,88 @@ class AppendCoalescer {
 
   private pump(): void {
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
-      // The oldest row whose chain is free picks the chain; the batch is that chain's queued rows.
-      const first = this.queue.find((w) => !this.busy.has(w.p.row.chainId));
-      if (!first) return;
-      const chainId = first.p.row.chainId;
+      const ready = this.queue.reduce((n, w) => (this.busy.has(w.p.row.chainId) ? n : n + 1), 0);
+      if (ready === 0) return;
+      // The ready rows are shared among the free slots: the database works chain by chain (a
+      // statement sees one scope at a time), so two halves side by side take half the time of one
+      // whole, on two backends; the commit they each pay is the small part.
+      const share = Math.min(MAX_BATCH, Math.ceil(ready / (this.maxInFlight - this.inFlight)));
+      const chains = new Set<string>();
       const batch: Waiting[] = [];
       const rest: Waiting[] = [];
-      for (const w of this.queue) (w.p.row.chainId === chainId && batch.length < MAX_BATCH ? batch : rest).push(w);
-      // Rows cut off by MAX_BATCH stay behind the ones sent (the chain is now busy).
+      for (const w of this.queue) {
+        const chainId = w.p.row.chainId;
+        // A chain in the batch takes its later rows too (up to MAX_BATCH); a free chain joins while there is room.
+        const take = chains.has(chainId) ? batch.length < MAX_BATCH : !this.busy.has(chainId) && batch.length < share;
+        if (take) {
+          chains.add(chainId);
+          batch.push(w);
+        } else {
+          rest.push(w);
+        }
+      }
+      // Rows of a chain left behind wait their turn behind the ones sent (the chain is now busy).
       this.queue = rest;
-      this.busy.add(chainId);
+      for (const c of chains) this.busy.add(c);
       this.inFlight += 1;
-      void this.send(chainId, batch);
+      void this.send(batch);
     }
   }
 
-  /** The statement is answered: its slot is free, and the chain takes rows again unless `oneByOne` has it. */
-  private answered(chainId: string, keepBusy: boolean): void {
+  /** The statement is answered: its slot is free, and chains not left to `oneByOne` take rows again. */
+  private answered(chains: Iterable<string>, keepBusy: ReadonlySet<string>): void {
     this.inFlight -= 1;
-    if (!keepBusy) this.busy.delete(chainId);
+    for (const c of chains) if (!keepBusy.has(c)) this.busy.delete(c);
     if (this.queue.length > 0) this.schedule();
   }
 
-  /** Appends `rows` (one chain's) one by one (the chain stays busy meanwhile), then frees the chain. */
-  private async fallBack(chainId: string, rows: Waiting[]): Promise<void> {
+  /** Appends `rows` one by one (their chains stay busy meanwhile), then frees their chains. */
+  private async fallBack(rows: Waiting[]): Promise<void> {
     try {
       await this.oneByOne(rows);
     } finally {
-      this.busy.delete(chainId);
+      for (const w of rows) this.busy.delete(w.p.row.chainId);
       if (this.queue.length > 0) this.schedule();
     }
   }
 
-  private async send(chainId: string, batch: Waiting[]): Promise<void> {
-    // Each row hashed on its predecessor, from the remembered head.
+  private async send(batch: Waiting[]): Promise<void> {
+    // Grouped by chain (stable), each row hashed on its predecessor, from the remembered head.
+    const groups = new Map<string, Waiting[]>();
+    for (const w of batch) {
+      const g = groups.get(w.p.row.chainId);
+      if (g) g.push(w);
+      else groups.set(w.p.row.chainId, [w]);
+    }
+    const ordered: Waiting[] = [];
     const fromSeqs: number[] = [];
     const cols: unknown[][] = Array.from({ length: 17 }, () => []);
-    let head = heads.get(chainId) ?? UNKNOWN_HEAD;
-    for (const w of batch) {
-      const row: HashedAuditRow = { ...w.p.row, seq: head.seq + 1 };
-      // Unknown head: the database answers `stale` with it; nothing worth hashing yet.
-      const hash = head === UNKNOWN_HEAD ? UNKNOWN_HEAD.hash : computeAuditHash(head.hash, row);
-      const values = [
-        chainId, head.seq, head.hash, hash, row.tenantId, row.occurredAt, row.actorType, row.actorId, row.action, row.resource,
-        row.outcome, row.reason, row.ip, row.userAgent, row.requestId, JSON.stringify(row.details), w.p.idempotencyKey,
-      ];
-      values.forEach((v, c) => cols[c]!.push(v));
-      fromSeqs.push(head.seq);
-      if (head !== UNKNOWN_HEAD) head = { seq: row.seq, hash };
+    for (const [chainId, rows] of groups) {
+      let head = heads.get(chainId) ?? UNKNOWN_HEAD;
+      for (const w of rows) {
+        const row: HashedAuditRow = { ...w.p.row, seq: head.seq + 1 };
+        // Unknown head: the database answers `stale` with it; nothing worth hashing yet.
+        const hash = head === UNKNOWN_HEAD ? UNKNOWN_HEAD.hash : computeAuditHash(head.hash, row);
+        const values = [
+          chainId, head.seq, head.hash, hash, row.tenantId, row.occurredAt, row.actorType, row.actorId, row.action, row.resource,
+          row.outcome, row.reason, row.ip, row.userAgent, row.requestId, JSON.stringify(row.details), w.p.idempotencyKey,
+        ];
+        values.forEach((v, c) => cols[c]!.push(v));
+        ordered.push(w);
+        fromSeqs.push(head.seq);
+        if (head !== UNKNOWN_HEAD) head = { seq: row.seq, hash };
+      }
     }
 
     let answers: BatchAnswer[];
     try {
-      answers = await withScope(this.pool, chainTenant(chainId), async (tx) => {
-        const { rows } = await tx.query<BatchAnswer>({ name: 'audit_append_batch', text: APPEND_BATCH_SQL, values: cols });
-        if (rows.length !== batch.length) throw new Error(`audit_append_batch answered ${rows.length} rows for ${batch.length}`);
-        return rows;
-      });
+      // The pool itself, not withScope: outside any scope the function enters each chain's own.
+      answers = (await this.pool.query<BatchAnswer>({ name: 'audit_append_batch', text: APPEND_BATCH_SQL, values: cols })).rows;
+      if (answers.length !== ordered.length) throw new Error(`audit_append_batch answered ${answers.length} rows for ${ordered.length}`);
     } catch {
-      heads.delete(chainId);
-      this.answered(chainId, true);
-      await this.fallBack(chainId, batch);
+      for (const chainId of groups.keys()) heads.delete(chainId);
+      this.answered(groups.keys(), new Set(groups.keys()));
+      await this.fallBack(ordered);
       return;
     }
 
@@ -335,7 +366,8 @@ class AppendCoalescer {
     const blocked: Waiting[] = [];
     const notices: AuditAppendNotice[] = [];
     answers.forEach((a, i) => {
-      const w = batch[i]!;
+      const w = ordered[i]!;
+      const chainId = w.p.row.chainId;
       const seq = a.r_seq === null ? NaN : Number(a.r_seq);
       switch (a.r_status) {
         case 'appended':
@@ -356,15 +388,13 @@ class AppendCoalescer {
       }
     });
     notify(notices);
-    if (blocked.length > 0) {
-      // The chain stays busy (for its stale rows too) until `fallBack` has appended them, in order.
-      this.answered(chainId, true);
-      await this.fallBack(chainId, orderedSubset(batch, [...blocked, ...requeue]));
-      return;
-    }
-    // Back to the front, in order: they precede anything queued for the chain since.
-    if (requeue.length > 0) this.queue.unshift(...requeue);
-    this.answered(chainId, false);
+    // Back to the front, in order: they precede anything queued for their chains since. A chain
+    // with a blocked row stays busy (also for its stale rows) until `fallBack` has appended it.
+    const blockedChains = new Set(blocked.map((w) => w.p.row.chainId));
+    const stillBlocked = requeue.filter((w) => blockedChains.has(w.p.row.chainId));
+    if (requeue.length > 0) this.queue.unshift(...requeue.filter((w) => !blockedChains.has(w.p.row.chainId)));
+    this.answered(groups.keys(), blockedChains);
+    if (blocked.length > 0) await this.fallBack(orderedSubset(ordered, [...blocked, ...stillBlocked]));
   }
 
   /** Chains in parallel, each chain's rows in order, one `audit_append()` each (waits for locks). */

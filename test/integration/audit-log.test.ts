@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import type { PoolClient } from 'pg';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { auditIdempotencyKey, createAuditActivities } from '../../activities/audit';
 import { AuditKeyring } from '../../src/audit/keys';
 import { computeAuditHash } from '../../src/audit/hash';
 import { appendAuditEvent, appendAuditEvents, onAuditAppended, prepareAuditEvent, type AppendResult, type AuditAppendNotice } from '../../src/audit/log';
 import { verifyAuditLog, verifyChain } from '../../src/audit/verify';
-import { withTenant } from '../../src/db/tenant-scope';
+import type { AuditEventInput } from '../../src/audit/types';
+import { withPlatform, withTenant } from '../../src/db/tenant-scope';
 import { auditEvent, seedTenant } from '../support/audit';
 import { createTestDatabase, type TestDatabase } from '../support/stack';
 
@@ -236,6 +238,121 @@ describe('audit log: appending (real PostgreSQL, app role)', () => {
     await expect(withTenant(db.pool, mine, (client) => appendAuditEvent(client, auditEvent(other, 1)))).rejects.toThrow(/row-level security/);
     await expect(withTenant(db.pool, mine, (client) => appendAuditEvent(client, auditEvent(null, 1)))).rejects.toThrow(/row-level security/);
     expect((await db.ownerPool.query('SELECT count(*)::int AS n FROM audit_events WHERE chain_id = ANY($1)', [[mine, other]])).rows[0].n).toBe(0);
+  });
+
+  const BATCH_SQL =
+    'SELECT r_status, r_seq::int AS seq, r_chain_id FROM audit_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)';
+
+  /** A chain's head as stored (read as the owner). */
+  const storedHead = async (chainId: string) => {
+    const { rows } = await db.ownerPool.query<{ seq: string; hash: Buffer }>('SELECT seq, hash FROM audit_events WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1', [chainId]);
+    return rows[0] ? { seq: Number(rows[0].seq), hash: rows[0].hash } : { seq: 0, hash: Buffer.alloc(32) };
+  };
+
+  /** audit_append_batch's 17 argument columns: each event hashed on its chain's head in `heads` (advanced as it goes). */
+  const batchColumns = (events: AuditEventInput[], heads: Map<string, { seq: number; hash: Buffer }>) => {
+    const cols: unknown[][] = Array.from({ length: 17 }, () => []);
+    for (const event of events) {
+      const { row } = prepareAuditEvent(event);
+      const head = heads.get(row.chainId) ?? { seq: 0, hash: Buffer.alloc(32) };
+      const hash = computeAuditHash(head.hash, { ...row, seq: head.seq + 1 });
+      [
+        row.chainId, head.seq, head.hash, hash, row.tenantId, row.occurredAt, row.actorType, row.actorId, row.action, row.resource,
+        row.outcome, row.reason, row.ip, row.userAgent, row.requestId, JSON.stringify(row.details), null,
+      ].forEach((v, c) => cols[c]!.push(v));
+      heads.set(row.chainId, { seq: head.seq + 1, hash });
+    }
+    return cols;
+  };
+
+  const scopeOf = async (client: { query: PoolClient['query'] }) =>
+    (await client.query<{ scope: string | null }>("SELECT current_setting('app.tenant_id', true) AS scope")).rows[0]!.scope;
+
+  it('one call through the pool appends to three tenant chains and the platform chain, each in its own scope, and leaves no scope behind', async () => {
+    const tenants = [randomUUID(), randomUUID(), randomUUID()];
+    const heads = new Map([['platform', await storedHead('platform')]]);
+    const platformBefore = heads.get('platform')!.seq;
+    // Interleaved across chains: the function takes them chain by chain, each in input order.
+    const events = [1, 2].flatMap((i) => [...tenants.map((t) => auditEvent(t, i)), auditEvent(null, i)]);
+    const client = await db.pool.connect();
+    try {
+      // Autocommit, outside any scope: what the coalescer sends.
+      expect(['', null]).toContain(await scopeOf(client));
+      const { rows } = await client.query<{ r_status: string; seq: number; r_chain_id: string }>(BATCH_SQL, batchColumns(events, heads));
+      const next = new Map([['platform', platformBefore]]);
+      const expected = events.map((e) => {
+        const chainId = e.tenantId ?? 'platform';
+        next.set(chainId, (next.get(chainId) ?? 0) + 1);
+        return { r_status: 'appended', seq: next.get(chainId), r_chain_id: chainId };
+      });
+      expect(rows).toEqual(expected);
+      // Nothing outlives the call: the next statement on this connection is outside any scope.
+      expect(['', null]).toContain(await scopeOf(client));
+      await expect(client.query('SELECT count(*) FROM audit_events')).rejects.toThrow(/no tenant scope/);
+
+      // Inside a transaction that has no scope, the same: the scope ends with the call, not the transaction.
+      await client.query('BEGIN');
+      try {
+        const again = await client.query<{ r_status: string }>(BATCH_SQL, batchColumns([auditEvent(null, 3), ...tenants.map((t) => auditEvent(t, 3))], heads));
+        expect(again.rows.map((r) => r.r_status)).toEqual(['appended', 'appended', 'appended', 'appended']);
+        expect(await scopeOf(client)).toBe('');
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK');
+        throw err;
+      }
+    } finally {
+      client.release();
+    }
+    for (const tenant of tenants) await expectIntactChain(tenant, 3);
+    const { rows: stored } = await db.ownerPool.query<{ tenant_id: string | null; chain_id: string; seq: string }>(
+      'SELECT tenant_id, chain_id, seq FROM audit_events WHERE chain_id = ANY($1) ORDER BY chain_id, seq',
+      [tenants],
+    );
+    expect(stored.every((r) => r.tenant_id === r.chain_id)).toBe(true);
+    expect((await storedHead('platform')).seq).toBe(platformBefore + 3);
+    expect(await verifyChain(db.pool, 'platform', { keyring: noKeys, dir: null })).toMatchObject({ ok: true, headSeq: platformBefore + 3 });
+  });
+
+  it('coalesces concurrent appends to several tenant chains and the platform chain into one statement (one transaction)', async () => {
+    const tenants = [randomUUID(), randomUUID(), randomUUID()];
+    // Heads known to this process first, so no row comes back stale and all travel together.
+    for (const t of [...tenants, null]) await appendAuditEvent(db.pool, auditEvent(t, 0));
+    const events = [1, 2].flatMap((i) => [...tenants, null].map((t) => auditEvent(t, i)));
+    const results = await Promise.all(events.map((e) => appendAuditEvent(db.pool, e)));
+    expect(results.map((r) => r.chainId)).toEqual(events.map((e) => e.tenantId ?? 'platform'));
+    expect(results.every((r) => !r.duplicate)).toBe(true);
+    // now() is the transaction's start: one value for every row means one transaction.
+    const { rows } = await db.ownerPool.query(
+      'SELECT DISTINCT recorded_at FROM audit_events e JOIN unnest($1::text[], $2::bigint[]) AS r(chain_id, seq) ON e.chain_id = r.chain_id AND e.seq = r.seq',
+      [results.map((r) => r.chainId), results.map((r) => r.seq)],
+    );
+    expect(rows).toHaveLength(1);
+    for (const tenant of tenants) await expectIntactChain(tenant, 3);
+    expect(await verifyChain(db.pool, 'platform', { keyring: noKeys, dir: null })).toMatchObject({ ok: true });
+  });
+
+  it('inside a scope, audit_append_batch refuses an event of another chain (42501) and writes nothing; its own chain appends as before', async () => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    const platformBefore = (await storedHead('platform')).seq;
+    const refused = (err: unknown) => ({ code: (err as { code?: string }).code, message: (err as Error).message });
+    const rule = /inside a scope appends to that scope's chain only/;
+    const inA = await withTenant(db.pool, a, (tx) => tx.query(BATCH_SQL, batchColumns([auditEvent(a, 1), auditEvent(b, 1)], new Map()))).catch(refused);
+    expect(inA).toEqual({ code: '42501', message: expect.stringMatching(rule) });
+    const platformInA = await withTenant(db.pool, a, (tx) => tx.query(BATCH_SQL, batchColumns([auditEvent(null, 1)], new Map([['platform', { seq: platformBefore, hash: Buffer.alloc(32) }]])))).catch(refused);
+    expect(platformInA).toEqual({ code: '42501', message: expect.stringMatching(rule) });
+    const tenantInPlatform = await withPlatform(db.pool, (tx) => tx.query(BATCH_SQL, batchColumns([auditEvent(b, 1)], new Map()))).catch(refused);
+    expect(tenantInPlatform).toEqual({ code: '42501', message: expect.stringMatching(rule) });
+    expect((await db.ownerPool.query('SELECT count(*)::int AS n FROM audit_events WHERE chain_id = ANY($1)', [[a, b]])).rows[0].n).toBe(0);
+    expect((await storedHead('platform')).seq).toBe(platformBefore);
+
+    const own = await withTenant(db.pool, a, async (tx) => {
+      const { rows } = await tx.query<{ r_status: string }>(BATCH_SQL, batchColumns([auditEvent(a, 1), auditEvent(a, 2)], new Map()));
+      return { statuses: rows.map((r) => r.r_status), scope: await scopeOf(tx) };
+    });
+    // The caller's scope is left as it was.
+    expect(own).toEqual({ statuses: ['appended', 'appended'], scope: a });
+    await expectIntactChain(a, 2);
   });
 
   it('tells listeners after commit, and never fails the caller when a listener throws', async () => {

@@ -25,6 +25,12 @@ const SECURITY_DEFINER_ALLOW_LIST = [
   'route_channel',
 ];
 
+/**
+ * Functions that may set `app.tenant_id` (besides `app_tenant_id`, which only reads it): each enters
+ * a chain's own scope and leaves none behind (migrations/0011_audit_append_scoped.sql).
+ */
+const SCOPE_ENTERING_ALLOW_LIST = ['audit_append_batch'];
+
 let db: TestDatabase;
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -86,6 +92,15 @@ async function securityDefinerFunctions(c: Q): Promise<string[]> {
   return rows.map((r) => r.f);
 }
 
+/** Functions whose source names the scope setting (GUC names are case-insensitive), other than app_tenant_id. */
+async function scopeEnteringFunctions(c: Q): Promise<string[]> {
+  const { rows } = await c.query<{ f: string }>(
+    `SELECT DISTINCT proname AS f FROM pg_proc
+      WHERE pronamespace = 'public'::regnamespace AND strpos(lower(prosrc), 'app.tenant_id') > 0 AND proname <> 'app_tenant_id' ORDER BY 1`,
+  );
+  return rows.map((r) => r.f);
+}
+
 /** Runs `fn` in a transaction of the owner that is always rolled back. */
 async function inRolledBack<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
   const c = await db.ownerPool.connect();
@@ -140,6 +155,15 @@ describe('catalog lint', () => {
       return securityDefinerFunctions(c);
     });
     expect(found).toContain('sneaky');
+  });
+
+  it('only allow-listed functions enter a scope', async () => {
+    expect(await scopeEnteringFunctions(db.ownerPool)).toEqual(SCOPE_ENTERING_ALLOW_LIST);
+    const found = await inRolledBack(async (c) => {
+      await c.query(`CREATE FUNCTION widen(p_tenant uuid) RETURNS void LANGUAGE sql AS $$ SELECT set_config('App.Tenant_Id', p_tenant::text, true) $$`);
+      return scopeEnteringFunctions(c);
+    });
+    expect(found).toEqual([...SCOPE_ENTERING_ALLOW_LIST, 'widen']);
   });
 
   it('each allow-listed function pins its search_path and is not executable by PUBLIC', async () => {
