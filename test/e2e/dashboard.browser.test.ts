@@ -62,7 +62,8 @@ describe('the dashboard in a browser', () => {
       const d = await client!.workflow.getHandle(workflowId, runId).describe();
       return d.runId === runId ? { status: d.status.name, type: d.type } : undefined;
     });
-    stack = await startTestStack({ TEMPORAL_UI_URL: ui.url });
+    // The conversation's run must still be open when the test terminates it, however slow the machine.
+    stack = await startTestStack({ TEMPORAL_UI_URL: ui.url, CONVERSATION_IDLE_TIMEOUT_MS: '600000' });
     client = stack.client;
     tenantId = (await createTenant(stack.db.pool, 'Dashboard Shop')).id;
     channelId = (await connectChannel(stack.db.pool, stack.vault, { tenantId, platform: 'messenger', accountId: PAGE_A, accessToken: 'EAAB-dashboard-token' })).id;
