@@ -2,12 +2,14 @@ import type { Pool } from 'pg';
 import type { SecretVault } from '../src/crypto/vault';
 import type { Logger } from '../src/logger';
 import type { GraphClient } from '../src/meta/graph-client';
+import type { MetaOAuthClient } from '../src/meta/oauth-client';
 import type { EngineSelector } from '../src/ai/engine-selector';
 import { createAuditActivities } from './audit';
 import { createAuditRetentionActivities, type AuditRuntime } from './audit-retention';
 import { createConversationActivities } from './conversation-store';
 import { createGraphActivities } from './graph';
 import { createKeyRotationActivities } from './key-rotation';
+import { createOnboardingActivities } from './onboarding';
 import { createReplyActivities } from './reply';
 import { createToolActivities } from './tools';
 
@@ -20,6 +22,8 @@ export interface ActivityDeps {
   selectEngine?: EngineSelector;
   /** Audit signer/keyring/checkpoint dir (retention seals epoch boundaries; verification). */
   audit?: AuditRuntime;
+  /** Meta's OAuth endpoints for the onboarding saga; without it the onboarding steps that call Meta fail as not configured. */
+  oauth?: MetaOAuthClient;
 }
 
 /** Every activity the worker registers, bound to its dependencies (no module-level state). */
@@ -32,6 +36,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createKeyRotationActivities(deps),
     ...createAuditActivities(deps),
     ...createAuditRetentionActivities(deps),
+    ...createOnboardingActivities(deps),
   };
 }
 

@@ -7,11 +7,13 @@ import type { KeyProvider } from './crypto/key-provider';
 import { SecretVault } from './crypto/vault';
 import type { Logger } from './logger';
 import { GraphClient } from './meta/graph-client';
+import { createOAuthClient, type OAuthConfigKey } from './meta/oauth-client';
 import { createDataConverter } from './temporal/payload-codec';
 
 export interface WorkerSetup {
   config: Pick<Config, 'TEMPORAL_NAMESPACE' | 'TEMPORAL_TASK_QUEUE' | 'DATA_KEY_CACHE_TTL_MS' | 'GRAPH_API_BASE' | 'INSTAGRAM_API_BASE' | 'GRAPH_API_VERSION' | 'GRAPH_API_TIMEOUT_MS'> &
-    Partial<Pick<Config, 'AUDIT_SIGNING_KEY' | 'AUDIT_PREVIOUS_PUBLIC_KEYS' | 'AUDIT_CHECKPOINT_DIR' | 'AUDIT_CHECKPOINT_EVERY_EVENTS' | 'AUDIT_CHECKPOINT_EVERY_MS'>>;
+    Partial<Pick<Config, 'AUDIT_SIGNING_KEY' | 'AUDIT_PREVIOUS_PUBLIC_KEYS' | 'AUDIT_CHECKPOINT_DIR' | 'AUDIT_CHECKPOINT_EVERY_EVENTS' | 'AUDIT_CHECKPOINT_EVERY_MS'>> &
+    Partial<Pick<Config, OAuthConfigKey>>;
   connection: NativeConnection;
   pool: Pool;
   keys: KeyProvider;
@@ -40,7 +42,7 @@ export async function createSwitchboardWorker({ config, connection, pool, keys, 
       version: config.GRAPH_API_VERSION,
       timeoutMs: config.GRAPH_API_TIMEOUT_MS,
     }),
-    
+    oauth: createOAuthClient(config),
   });
   return Worker.create({
     connection,

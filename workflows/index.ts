@@ -1,3 +1,4 @@
 export { conversationWorkflow } from './conversation';
 export { keyRotationWorkflow } from './key-rotation';
 export { auditRetentionWorkflow } from './audit-retention';
+export { onboardingWorkflow } from './onboarding';

@@ -63,8 +63,11 @@ export interface GrantedAsset {
   graphApi: 'facebook' | 'instagram';
   /** Page name or Instagram username, for the picker. */
   name: string;
-  /** For a Page: its linked Instagram professional account, if any (connectable as `instagram` too). */
-  linkedInstagram?: { accountId: string; username?: string };
+  /**
+   * For a Page: its linked Instagram professional account, if any (connectable as `instagram` too,
+   * by putting its `accountId` in the selection; `connectedElsewhere` as for the Page itself).
+   */
+  linkedInstagram?: { accountId: string; username?: string; connectedElsewhere?: boolean };
   /** Already connected to another tenant: shown, not selectable. */
   connectedElsewhere: boolean;
 }

@@ -33,7 +33,21 @@ export type AuditAction =
   | 'user.created'
   | 'api_key.created'
   | 'api_key.revoked'
-  | 'user.updated';
+  | 'user.updated'
+  // The onboarding portal (src/portal/): OAuth attempts, their refusals and denied consents.
+  | 'onboarding.oauth_started'
+  | 'onboarding.oauth_callback'
+  | 'onboarding.oauth_denied'
+  | 'onboarding.oauth_rejected'
+  // The onboarding saga (workflows/onboarding.ts): how it ended, what its steps and compensations changed.
+  | 'onboarding.completed'
+  | 'onboarding.abandoned'
+  | 'onboarding.cancelled'
+  | 'onboarding.failed'
+  | 'channel.removed'
+  | 'webhook.subscribed'
+  | 'webhook.unsubscribed'
+  | 'tenant.crypto_shredded';
 
 export interface AuditEventInput {
   /** Null for platform events (they go to the platform chain). */

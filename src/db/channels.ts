@@ -47,9 +47,21 @@ export type TokenPurpose = 'graph.send' | 'graph.subscribe' | 'graph.refresh' | 
 export async function connectChannel(
   pool: Pool,
   vault: SecretVault,
-  input: { tenantId: string; platform: Platform; accountId: string; accessToken: string; graphApi?: GraphApi },
+  input: {
+    tenantId: string;
+    platform: Platform;
+    accountId: string;
+    accessToken: string;
+    graphApi?: GraphApi;
+    /** The id of a NEW channel (the onboarding saga picks it before the step, for its compensation); default random. */
+    id?: string;
+    /** A NEW channel starts `disabled` with this reason instead of `active` (onboarding: live only at go-live); a reconnect is unaffected. */
+    pendingReason?: string;
+    /** When the token expires (null: never / unknown); omitted = left as it is. */
+    tokenExpiresAt?: Date | null;
+  },
   opts: { actor?: AuditActor; requestId?: string; ip?: string } = {},
-): Promise<{ id: string }> {
+): Promise<{ id: string; reconnect: boolean }> {
   // Messenger channels always use a Page token; Instagram defaults to Instagram Login.
   const graphApi = input.graphApi ?? (input.platform === 'messenger' ? 'facebook' : 'instagram');
   // Another tenant's channel for the account is invisible here (row-level security): the unique
@@ -60,16 +72,17 @@ export async function connectChannel(
       [input.platform, input.accountId],
     );
     const row = existing.rows[0];
-    const id = row?.id ?? randomUUID();
+    const id = row?.id ?? input.id ?? randomUUID();
     // Encrypted inside the transaction: the token and its data key usage commit together.
     const sealed = await vault.encrypt(tokenLocation(input.tenantId, id), input.accessToken, client);
     await client.query(
-      `INSERT INTO channels (id, tenant_id, platform, account_id, graph_api, access_token_ciphertext, token_key_version)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
+      `INSERT INTO channels (id, tenant_id, platform, account_id, graph_api, access_token_ciphertext, token_key_version, status, status_reason, token_expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8::text IS NULL THEN 'active' ELSE 'disabled' END, $8, $9)
        ON CONFLICT (id) DO UPDATE SET access_token_ciphertext = EXCLUDED.access_token_ciphertext,
          token_key_version = EXCLUDED.token_key_version, graph_api = EXCLUDED.graph_api,
-         status = 'active', status_reason = NULL, status_changed_at = now()`,
-      [id, input.tenantId, input.platform, input.accountId, graphApi, sealed.blob, sealed.keyVersion],
+         status = 'active', status_reason = NULL, status_changed_at = now(),
+         token_expires_at = CASE WHEN $10 THEN EXCLUDED.token_expires_at ELSE channels.token_expires_at END`,
+      [id, input.tenantId, input.platform, input.accountId, graphApi, sealed.blob, sealed.keyVersion, input.pendingReason ?? null, input.tokenExpiresAt ?? null, input.tokenExpiresAt !== undefined],
     ).catch((err: unknown) => {
       if ((err as { code?: string; constraint?: string }).code === '23505') throw new ChannelConflictError(input.platform, input.accountId);
       throw err;
@@ -84,7 +97,7 @@ export async function connectChannel(
       requestId: opts.requestId,
       details: { platform: input.platform, graphApi, reconnect: row !== undefined, keyVersion: sealed.keyVersion },
     });
-    return { id };
+    return { id, reconnect: row !== undefined };
   });
 }
 

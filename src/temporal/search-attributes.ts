@@ -11,7 +11,10 @@ export const PLATFORM = defineSearchAttributeKey('Platform', SearchAttributeType
 /** `bot_active` / `human_active`: operators find handed-off conversations in the Temporal UI. */
 export const CONVERSATION_STATE = defineSearchAttributeKey('ConversationState', SearchAttributeType.KEYWORD);
 
-export const CUSTOM_SEARCH_ATTRIBUTES = [TENANT_ID, CHANNEL_ID, PLATFORM, CONVERSATION_STATE];
+/** Where a tenant's onboarding saga is (`awaiting_oauth`, …, `live`): operators find stuck onboardings in the Temporal UI. */
+export const ONBOARDING_STEP = defineSearchAttributeKey('OnboardingStep', SearchAttributeType.KEYWORD);
+
+export const CUSTOM_SEARCH_ATTRIBUTES = [TENANT_ID, CHANNEL_ID, PLATFORM, CONVERSATION_STATE, ONBOARDING_STEP];
 
 /** `--search-attribute` arguments for `temporal server start-dev`. */
 export function devServerSearchAttributeArgs(): string[] {
