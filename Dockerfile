@@ -31,8 +31,9 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # src/db/migrate.ts finds migrations/ beside package.json.
 COPY migrations ./migrations
-# The dashboard's script and stylesheet are served as they are (src/dashboard/assets.ts finds them here).
+# The dashboard's and the portal's scripts and stylesheets are served as they are (their assets.ts find them here).
 COPY src/dashboard/assets ./src/dashboard/assets
+COPY src/portal/assets ./src/portal/assets
 # Files stay root-owned and read-only to the app; the worker bundles its workflows in memory.
 # The one writable place: the audit checkpoint copies (a volume in docker-compose.yml).
 RUN mkdir -p /var/lib/switchboard/audit-checkpoints && chown node:node /var/lib/switchboard/audit-checkpoints

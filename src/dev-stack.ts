@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { resolveTemporalCli } from '../scripts/temporal-cli';
 import { createOperator, findAccountByEmail } from './auth/accounts';
+import { SANDBOX_APP_ID, SANDBOX_INSTAGRAM_APP_ID } from './sandbox/graph-sandbox';
 import { devEnvFile, readEnvFile } from './config';
 import { ensureAppLoginRole, withCredentials } from './db/app-role';
 import { migrate } from './db/migrate';
@@ -185,6 +186,20 @@ async function main(): Promise<void> {
   // Graph API sandbox (unless pointed at Meta or another server)
   const sandboxPort = Number(process.env.GRAPH_SANDBOX_PORT ?? 3900);
   const graphBase = process.env.GRAPH_API_BASE ?? `http://127.0.0.1:${sandboxPort}`;
+  // With the sandbox, its OAuth dialogs and token endpoints stand in for Meta's and Instagram's
+  // hosts, and the gateway and the sandbox must agree on the two app ids (the sandbox's defaults).
+  const oauthEnv: Record<string, string> = process.env.GRAPH_API_BASE
+    ? {}
+    : {
+        META_APP_ID: process.env.META_APP_ID ?? String(SANDBOX_APP_ID),
+        INSTAGRAM_APP_ID: process.env.INSTAGRAM_APP_ID ?? SANDBOX_INSTAGRAM_APP_ID,
+        // Instagram Login's code exchange needs the Instagram app's secret; the sandbox's app uses the Meta one unless told otherwise.
+        INSTAGRAM_APP_SECRET: process.env.INSTAGRAM_APP_SECRET ?? env.INSTAGRAM_APP_SECRET ?? env.META_APP_SECRET!,
+        FACEBOOK_DIALOG_BASE: graphBase,
+        INSTAGRAM_DIALOG_BASE: graphBase,
+        INSTAGRAM_OAUTH_BASE: graphBase,
+        OAUTH_REDIRECT_URI: `${gatewayUrl}/portal/oauth/callback`,
+      };
   if (!process.env.GRAPH_API_BASE) {
     // Like Meta, the sandbox echoes every accepted message back as a signed webhook.
     startChild('sandbox', process.execPath, [...tsx, 'src/sandbox/main.ts'], {
@@ -192,6 +207,7 @@ async function main(): Promise<void> {
       GRAPH_SANDBOX_PORT: String(sandboxPort),
       GRAPH_SANDBOX_ECHO_WEBHOOK_URL: process.env.GRAPH_SANDBOX_ECHO_WEBHOOK_URL ?? `http://127.0.0.1:${gatewayPort}/webhooks/meta`,
       META_APP_SECRET: process.env.META_APP_SECRET ?? env.META_APP_SECRET,
+      ...oauthEnv,
     });
     await waitFor('Graph API sandbox', async () => {
       const res = await fetch(`${graphBase}/_sandbox/health`);
@@ -207,6 +223,7 @@ async function main(): Promise<void> {
     TEMPORAL_UI_URL: `http://localhost:${uiPort}`,
     GRAPH_API_BASE: graphBase,
     INSTAGRAM_API_BASE: process.env.INSTAGRAM_API_BASE ?? graphBase,
+    ...oauthEnv,
   };
   // The CLI and the benchmark read this file to reach the same stack.
   writeDevEnv({ ...env, ...appEnv });

@@ -10,6 +10,7 @@ import { withTemporalDeadline } from '../temporal/client';
 import { allApiRoutes } from '../api/routes';
 import { API_PREFIX, apiRouter } from '../api/router';
 import { dashboardRoutes } from '../dashboard/router';
+import { portalRoutes, type PortalConfig } from '../portal/router';
 import { adminAuth } from './admin-auth';
 import { adminRoutes } from './admin-routes';
 import { authRoutes } from './auth-routes';
@@ -35,7 +36,8 @@ export interface GatewayDeps extends WebhookDeps {
       | 'LOGIN_MAX_FAILURES_PER_ACCOUNT'
       | 'LOGIN_MAX_FAILURES_PER_IP'
       | 'LOGIN_THROTTLE_WINDOW_MS'
-    >;
+    > &
+    PortalConfig;
   /** The same codec the Temporal client uses, served to the Temporal UI. */
   codec: PayloadCodec;
   /** Seals secrets the admin API stores (a tenant's model API key); default: one on MASTER_KEYS. */
@@ -115,6 +117,7 @@ export function createGatewayApp(deps: GatewayDeps): Koa {
   app.use(adminAuth({ audit: denialAuditor(deps.pool, logger, 'api'), prefix: API_PREFIX, publicPaths: [`${API_PREFIX}/openapi.json`] }));
   for (const router of [health, webhooks, codec, auth, admin, api]) app.use(router.routes()).use(router.allowedMethods());
   app.use(dashboardRoutes({ pool: deps.pool, logger }).routes());
+  app.use(portalRoutes({ config: deps.config, pool: deps.pool, logger, temporal: deps.temporal, vault }).routes());
   app.use((ctx) => sendError(ctx, 404, 'not_found', `no route for ${ctx.method} ${ctx.path}`));
   return app;
 }

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { Client as PgClient } from 'pg';
@@ -14,7 +14,8 @@ import { migrate } from '../../src/db/migrate';
 import { createPool, type Pool } from '../../src/db/pool';
 import { createGatewayApp } from '../../src/gateway/app';
 import { createLogger } from '../../src/logger';
-import { startGraphSandbox, type GraphSandbox } from '../../src/sandbox/graph-sandbox';
+import { SANDBOX_APP_ID, startGraphSandbox, type GraphSandbox } from '../../src/sandbox/graph-sandbox';
+import { oauthAppsFromConfig, SANDBOX_INSTAGRAM_APP_ID } from '../../src/sandbox/oauth-store';
 import { installTemporalRuntime } from '../../src/temporal/runtime';
 import { createSwitchboardWorker } from '../../src/worker-setup';
 import { StaticKeyProvider } from '../../src/crypto/key-provider';
@@ -22,6 +23,8 @@ import { SecretVault } from '../../src/crypto/vault';
 import { AesGcmPayloadCodec, createDataConverter } from '../../src/temporal/payload-codec';
 
 export const TEST_APP_SECRET = 'test_app_secret_not_real';
+/** The Instagram app's secret (Instagram Login's code exchange; a second accepted webhook secret). */
+export const TEST_INSTAGRAM_APP_SECRET = 'test_instagram_app_secret_not_real';
 export const TEST_VERIFY_TOKEN = 'verify-token-for-tests';
 export const TEST_CODEC_TOKEN = 'codec-token-for-tests-only';
 export const TEST_ADMIN_TOKEN = 'admin-token-for-tests-only';
@@ -73,6 +76,22 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await c.end();
     },
+  };
+}
+
+/**
+ * Onboarding (issue 7) against the sandbox: its Meta and Instagram apps, every Meta host at the
+ * sandbox (dialogs, token endpoints, Graph), and the portal's callback as the one redirect URI.
+ */
+export function onboardingTestConfig(sandboxUrl: string, gatewayUrl: string): Record<string, string> {
+  return {
+    META_APP_ID: String(SANDBOX_APP_ID),
+    INSTAGRAM_APP_ID: SANDBOX_INSTAGRAM_APP_ID,
+    INSTAGRAM_APP_SECRET: TEST_INSTAGRAM_APP_SECRET,
+    OAUTH_REDIRECT_URI: `${gatewayUrl}/portal/oauth/callback`,
+    FACEBOOK_DIALOG_BASE: sandboxUrl,
+    INSTAGRAM_DIALOG_BASE: sandboxUrl,
+    INSTAGRAM_OAUTH_BASE: sandboxUrl,
   };
 }
 
@@ -130,8 +149,15 @@ export interface TestStack {
  */
 export async function startTestStack(overrides: Record<string, string> = {}, logs?: LogCapture): Promise<TestStack> {
   const db = await createTestDatabase();
-  const sandbox = await startGraphSandbox({ port: 0 });
-  const config = testConfig({ DATABASE_URL: db.url, GRAPH_API_BASE: sandbox.url, INSTAGRAM_API_BASE: sandbox.url, ...overrides });
+  // The sandbox's Meta and Instagram apps carry the stack's app secret (the saga's code exchange and appsecret_proof use it).
+  const sandbox = await startGraphSandbox({ port: 0, oauthApps: oauthAppsFromConfig({ META_APP_SECRET: overrides.META_APP_SECRET ?? TEST_APP_SECRET, INSTAGRAM_APP_SECRET: overrides.INSTAGRAM_APP_SECRET ?? TEST_INSTAGRAM_APP_SECRET }) });
+  // The gateway's port is taken first: the OAuth redirect URI, which the saga and the sandbox
+  // check against the one configured value, names it. Requests get the app once it exists.
+  let handler: RequestListener = (_req, res) => void res.writeHead(503).end();
+  const server: Server = createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const gatewayUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const config = testConfig({ DATABASE_URL: db.url, GRAPH_API_BASE: sandbox.url, INSTAGRAM_API_BASE: sandbox.url, ...onboardingTestConfig(sandbox.url, gatewayUrl), ...overrides });
   // With a capture, log everything (debug) so a test can prove what never reaches a log line.
   const logger = logs ? createLogger('test', 'debug', { destination: logs.stream }) : createLogger('test', 'silent');
   const keys = StaticKeyProvider.fromSpec(config.MASTER_KEYS);
@@ -151,10 +177,7 @@ export async function startTestStack(overrides: Record<string, string> = {}, log
   const codec = await AesGcmPayloadCodec.fromKeyProvider(keys);
   const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: await createDataConverter(codec) });
   const app = createGatewayApp({ config, pool: db.pool, temporal: { client, connection }, codec, logger });
-  const server: Server = await new Promise((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  const gatewayUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  handler = app.callback();
 
   return {
     config,
