@@ -1,4 +1,5 @@
 import Router from '@koa/router';
+import { serveStaticAsset } from '../gateway/static-assets';
 import type { Context, Next } from 'koa';
 import type { Pool } from 'pg';
 import { can } from '../auth/permissions';
@@ -97,24 +98,7 @@ export function dashboardRoutes({ pool, logger, assets = loadAssets() }: Dashboa
     await next();
   };
 
-  router.get('/assets/:name', (ctx) => {
-    const asset = (assets as Record<string, Asset | undefined>)[ctx.params.name ?? ''];
-    if (!asset || !Object.hasOwn(assets, ctx.params.name ?? '')) {
-      ctx.status = 404;
-      ctx.type = 'text';
-      ctx.body = 'not found';
-      return;
-    }
-    ctx.set('etag', `"${asset.hash}"`);
-    // Versioned URLs (?v=hash) may be cached for good; the bare name must be revalidated.
-    ctx.set('cache-control', ctx.query.v === asset.hash ? 'public, max-age=31536000, immutable' : 'no-cache');
-    if (ctx.get('if-none-match') === `"${asset.hash}"`) {
-      ctx.status = 304;
-      return;
-    }
-    ctx.type = asset.type;
-    ctx.body = asset.body;
-  });
+  router.get('/assets/:name', (ctx) => serveStaticAsset(ctx, assets, ctx.params.name ?? ''));
 
   router.get('/login', (ctx) => {
     const next = safeNext(ctx.query.next);

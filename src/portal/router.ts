@@ -1,4 +1,5 @@
 import Router from '@koa/router';
+import { serveStaticAsset } from '../gateway/static-assets';
 import type { Client, Connection } from '@temporalio/client';
 import type { Context, Next } from 'koa';
 import type { Pool } from 'pg';
@@ -242,24 +243,7 @@ export function portalRoutes(deps: PortalDeps): Router {
 
   // ---- static files --------------------------------------------------------------------------
 
-  router.get('/assets/:name', (ctx) => {
-    const name = ctx.params.name ?? '';
-    if (!Object.hasOwn(assets, name)) {
-      ctx.status = 404;
-      ctx.type = 'text';
-      ctx.body = 'not found';
-      return;
-    }
-    const asset = assets[name as PortalAssetName];
-    ctx.set('etag', `"${asset.hash}"`);
-    ctx.set('cache-control', ctx.query.v === asset.hash ? 'public, max-age=31536000, immutable' : 'no-cache');
-    if (ctx.get('if-none-match') === `"${asset.hash}"`) {
-      ctx.status = 304;
-      return;
-    }
-    ctx.type = asset.type;
-    ctx.body = asset.body;
-  });
+  router.get('/assets/:name', (ctx) => serveStaticAsset(ctx, assets, ctx.params.name ?? ''));
 
   // ---- sign up, sign in, sign out ---------------------------------------------------------------
 
