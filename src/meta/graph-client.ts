@@ -1,6 +1,7 @@
 import { GraphApiError, GraphNetworkError, type MetaErrorBody } from './graph-errors';
+import { fetchGraph } from './graph-http';
 import type { GraphApi } from '../db/channels';
-import { parseUsage, type UsageReport } from './usage-headers';
+import type { UsageReport } from './usage-headers';
 
 export interface GraphClientOptions {
   /** graph.facebook.com (Page tokens) or the sandbox. */
@@ -40,35 +41,11 @@ export class GraphClient {
   /** Send API (contract §3). The token goes in a header, never in a URL that proxies might log. */
   async sendMessage(target: SendTarget, body: SendMessageRequest): Promise<SendMessageResult> {
     const url = `${this.base(target.graphApi).replace(/\/$/, '')}/${this.opts.version}/${encodeURIComponent(target.accountId)}/messages`;
-    let res: Response;
-    try {
-      res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${target.accessToken}` },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
-      });
-    } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause;
-      // Refused or unresolvable: nothing reached Meta. A timeout or reset may have been delivered.
-      const ambiguous = !(cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOTFOUND');
-      throw new GraphNetworkError(`Graph API request failed: ${(err as Error).name}${cause?.code ? ` (${cause.code})` : ''}`, ambiguous);
-    }
-    const usage = parseUsage(res.headers);
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (err) {
-      // A refusal stays a refusal without its body; a success cut off may or may not have been accepted.
-      if (!res.ok) throw new GraphApiError(res.status, undefined, usage);
-      throw new GraphNetworkError(`Graph API answer was cut off: ${(err as Error).name}`, true);
-    }
-    let json: unknown;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined;
-    }
+    const { res, json, usage } = await fetchGraph(
+      url,
+      { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${target.accessToken}` }, body: JSON.stringify(body), timeoutMs: this.opts.timeoutMs },
+      'Graph API',
+    );
     if (!res.ok) {
       const error = (json as { error?: MetaErrorBody } | undefined)?.error;
       throw new GraphApiError(res.status, error, usage);

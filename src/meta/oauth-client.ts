@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import type { Config } from '../config';
 import { GraphApiError, GraphNetworkError, type MetaErrorBody } from './graph-errors';
-import { parseUsage } from './usage-headers';
+import { fetchGraph } from './graph-http';
 
 /**
  * The OAuth side of Meta (meta-api-contract §5): both login flows' token endpoints, the assets a
@@ -158,28 +158,7 @@ export class MetaOAuthClient {
       headers['content-type'] = 'application/x-www-form-urlencoded';
       body = new URLSearchParams(init.form).toString();
     }
-    let res: Response;
-    try {
-      res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(this.opts.timeoutMs) });
-    } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause;
-      const ambiguous = !(cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOTFOUND');
-      throw new GraphNetworkError(`Meta OAuth request failed: ${(err as Error).name}${cause?.code ? ` (${cause.code})` : ''}`, ambiguous);
-    }
-    const usage = parseUsage(res.headers);
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (err) {
-      if (!res.ok) throw new GraphApiError(res.status, undefined, usage);
-      throw new GraphNetworkError(`Meta OAuth answer was cut off: ${(err as Error).name}`, true);
-    }
-    let json: unknown;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined;
-    }
+    const { res, json, usage } = await fetchGraph(url, { method, headers, body, timeoutMs: this.opts.timeoutMs }, 'Meta OAuth');
     if (!res.ok) throw new GraphApiError(res.status, errorBody(json), usage);
     if (!json || typeof json !== 'object') throw new GraphNetworkError(`Meta answered HTTP ${res.status} without a JSON object`, false);
     // Some Graph errors arrive with a 200 on older hosts; an error object is an error whatever the status.
