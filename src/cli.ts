@@ -303,12 +303,13 @@ async function runCommand(name: CommandName, args: Record<string, string | undef
       case 'channels:connect': {
         const a = validate(name, commands[name].schema, args);
         if (!(await tenantExists(pool, a.tenant))) throw new UsageError(`--tenant: no tenant ${a.tenant}`);
-        return await connectChannel(pool, new SecretVault(pool, keys(config)), {
+        const { id } = await connectChannel(pool, new SecretVault(pool, keys(config)), {
           tenantId: a.tenant,
           platform: a.platform,
           accountId: a['account-id'],
           accessToken: a['access-token'],
         });
+        return { id };
       }
       case 'tenants:delete': {
         const a = validate(name, commands[name].schema, args);
