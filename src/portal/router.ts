@@ -201,6 +201,15 @@ export function portalRoutes(deps: PortalDeps): Router {
     ctx.set('retry-after', '5');
     send(ctx, 503, noticePage(pageAssets, { title: 'One moment', message: UNAVAILABLE_MESSAGE, action: { href: '/portal', label: 'Back to your setup' } }));
   };
+  // Temporal not answering in time is one page for every route: try again in a moment.
+  router.use(async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      if (err instanceof OnboardingUnavailableError) return unavailable(ctx);
+      throw err;
+    }
+  });
 
   /**
    * The saga's status, starting it when the tenant has none and nothing is live (a sign-up whose
@@ -357,13 +366,7 @@ export function portalRoutes(deps: PortalDeps): Router {
     }
     if (!flowAvailable(config, flow)) return refuse(ctx, 400, { ticked, formProblems: [{ field: null, message: `Connecting with ${flow === 'facebook' ? 'Facebook' : 'Instagram'} isn't switched on for this Switchboard. Use the other button, or contact the operator.` }] });
 
-    let status: OnboardingStatus | undefined;
-    try {
-      status = await onboarding.status(user.tenantId);
-    } catch (err) {
-      if (err instanceof OnboardingUnavailableError) return unavailable(ctx);
-      throw err;
-    }
+    const status = await onboarding.status(user.tenantId);
     // The setup moved on (another tab, a double click that already connected): show where it is.
     if (!status || status.step !== 'awaiting_oauth') return redirect(ctx, '/portal');
 
@@ -371,7 +374,6 @@ export function portalRoutes(deps: PortalDeps): Router {
     try {
       await onboarding.beginOAuth(user.tenantId, { flow, stateHash: created.stateHash, expiresAt: created.expiresAt });
     } catch (err) {
-      if (err instanceof OnboardingUnavailableError) return unavailable(ctx);
       if (err instanceof OnboardingRefusedError) return redirect(ctx, '/portal');
       throw err;
     }
@@ -420,7 +422,6 @@ export function portalRoutes(deps: PortalDeps): Router {
         await onboarding.oauthCallback(p.tenantId, { stateHash, code: cleanCode(code!), ...(consumed.codeVerifier && { codeVerifier: consumed.codeVerifier }) });
       }
     } catch (err) {
-      if (err instanceof OnboardingUnavailableError) return unavailable(ctx);
       if (err instanceof OnboardingRefusedError) return reject('refused', p.tenantId, { flow, why: err.message.slice(0, 200) });
       throw err;
     }
@@ -440,7 +441,6 @@ export function portalRoutes(deps: PortalDeps): Router {
     try {
       await onboarding.selectAssets(user.tenantId, { accountIds });
     } catch (err) {
-      if (err instanceof OnboardingUnavailableError) return unavailable(ctx);
       if (err instanceof OnboardingRefusedError) {
         return refuse(ctx, 409, { formProblems: [{ field: null, message: 'That choice could not be used (an account may have been connected elsewhere meanwhile). Check the list and choose again.' }] });
       }
@@ -483,13 +483,7 @@ export function portalRoutes(deps: PortalDeps): Router {
     if (!language) problems.push({ field: 'language', message: 'Choose one of the languages in the list.' });
     if (values.businessName.length > 200) problems.push({ field: 'business-name', message: 'The business name can have at most 200 characters.' });
 
-    let status: OnboardingStatus | undefined;
-    try {
-      status = await onboarding.status(user.tenantId);
-    } catch (err) {
-      if (err instanceof OnboardingUnavailableError) return unavailable(ctx);
-      throw err;
-    }
+    const status = await onboarding.status(user.tenantId);
     if (!status || status.step !== 'configuring_assistant') return redirect(ctx, '/portal');
 
     const file = form.get('catalog');
@@ -524,7 +518,6 @@ export function portalRoutes(deps: PortalDeps): Router {
     try {
       await onboarding.configureAssistant(user.tenantId, configuration);
     } catch (err) {
-      if (err instanceof OnboardingUnavailableError) return unavailable(ctx);
       if (err instanceof OnboardingRefusedError) return refuse(ctx, 409, { formProblems: [{ field: null, message: 'Your setup has moved on; check the page again.' }] });
       throw err;
     }
@@ -534,14 +527,9 @@ export function portalRoutes(deps: PortalDeps): Router {
   router.post('/restart', tenantUser, csrf, async (ctx) => {
     const user = ctx.state.portalUser!;
     if (!can(user, 'channels.manage', user.tenantId)) return forbidden(ctx, 'channels.manage');
-    try {
-      const status = await onboarding.status(user.tenantId);
-      const ended = status && (status.step === 'abandoned' || status.step === 'failed' || status.step === 'cancelled');
-      if (ended && (await onboarding.isRunning(user.tenantId)) === false) await onboarding.start(user.tenantId);
-    } catch (err) {
-      if (err instanceof OnboardingUnavailableError) return unavailable(ctx);
-      throw err;
-    }
+    const status = await onboarding.status(user.tenantId);
+    const ended = status && (status.step === 'abandoned' || status.step === 'failed' || status.step === 'cancelled');
+    if (ended && (await onboarding.isRunning(user.tenantId)) === false) await onboarding.start(user.tenantId);
     redirect(ctx, '/portal');
   });
 
