@@ -5,7 +5,7 @@ import { WorkflowNotFoundError } from '@temporalio/common';
 import type { Context } from 'koa';
 import type { Pool } from 'pg';
 import { z } from 'zod';
-import { appendAuditEvent } from '../audit/log';
+import { auditRequest } from './request-audit';
 import type { AuditEventInput } from '../audit/types';
 import { CatalogValidationError, formatProblem, importCatalog, MAX_CATALOG_BYTES, parseCatalog, UnknownTenantError, type CatalogFormat } from '../catalog/import';
 import type { Config } from '../config';
@@ -108,15 +108,8 @@ export function adminRoutes(deps: AdminDeps): Router {
   const denied = denialAuditor(pool, logger, 'admin');
 
   /** Outside any transaction: an audit failure is logged, never turned into the response. */
-  const audit = async (ctx: Context, event: Omit<AuditEventInput, 'actor' | 'ip' | 'userAgent' | 'requestId'>): Promise<void> => {
-    await appendAuditEvent(pool, {
-      actor: actorOf(ctx),
-      ip: ctx.ip,
-      userAgent: ctx.get('user-agent').slice(0, 512) || undefined,
-      requestId: String(ctx.state.requestId).slice(0, 200),
-      ...event,
-    }).catch((err: unknown) => logger.error({ requestId: ctx.state.requestId, err: { name: (err as Error).name, message: (err as Error).message } }, 'audit append failed'));
-  };
+  const audit = (ctx: Context, event: Omit<AuditEventInput, 'actor' | 'ip' | 'userAgent' | 'requestId'>): Promise<void> =>
+    auditRequest(pool, logger, ctx, { actor: actorOf(ctx), ...event });
 
   /** The tenant named in the path, or a 400/404 answered here. */
   const tenantOf = async (ctx: Context): Promise<string | undefined> => {

@@ -2,11 +2,12 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Pool } from 'pg';
 import { z } from 'zod';
-import { appendAuditEvent } from '../audit/log';
+import { auditRequest } from './request-audit';
+import { clearSessionCookie, setSessionCookie } from './session-cookie';
 import { attemptLogin } from '../auth/login';
 import type { ThrottleLimits } from '../auth/login-throttle';
 import { auditActorOf } from '../auth/permissions';
-import { csrfTokenFor, revokeSession, SESSION_COOKIE, type SessionLifetimes } from '../auth/sessions';
+import { csrfTokenFor, revokeSession, type SessionLifetimes } from '../auth/sessions';
 import type { Logger } from '../logger';
 import { sendError } from './errors';
 import { csrfSatisfied, denialAuditor, readForm, sendUnauthenticated } from './principal';
@@ -103,7 +104,7 @@ export function authRoutes({ pool, logger, lifetimes, throttle }: AuthRouteDeps)
       return sendError(ctx, 401, 'invalid_login', 'wrong email or password');
     }
     const { session, account } = outcome;
-    ctx.cookies.set(SESSION_COOKIE, session.token, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: '/', expires: session.expiresAt, overwrite: true });
+    setSessionCookie(ctx, session);
     if (isForm && next) {
       ctx.status = 303;
       ctx.redirect(next);
@@ -139,17 +140,8 @@ export function authRoutes({ pool, logger, lifetimes, throttle }: AuthRouteDeps)
       return sendError(ctx, 403, 'csrf_failed', "signing out needs the session's CSRF token (header x-csrf-token or form field _csrf)");
     }
     await revokeSession(pool, p.tenantId, p.sessionId, 'logout');
-    ctx.cookies.set(SESSION_COOKIE, null, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: '/', overwrite: true });
-    await appendAuditEvent(pool, {
-      tenantId: p.tenantId,
-      actor: auditActorOf(p),
-      action: 'auth.logout',
-      resource: `session:${p.sessionId}`,
-      outcome: 'success',
-      ip: ctx.ip,
-      userAgent: ctx.get('user-agent').slice(0, 512) || undefined,
-      requestId: String(ctx.state.requestId).slice(0, 200),
-    }).catch((err: unknown) => logger.error({ requestId: ctx.state.requestId, err: { name: (err as Error).name, message: (err as Error).message } }, 'audit append failed'));
+    clearSessionCookie(ctx);
+    await auditRequest(pool, logger, ctx, { tenantId: p.tenantId, actor: auditActorOf(p), action: 'auth.logout', resource: `session:${p.sessionId}`, outcome: 'success' });
     ctx.status = 204;
   });
 

@@ -3,7 +3,7 @@ import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import type { PayloadCodec } from '@temporalio/common';
 import type { Pool } from 'pg';
-import { appendAuditEvent } from '../audit/log';
+import { auditRequest } from './request-audit';
 import type { AuditEventInput } from '../audit/types';
 import { z } from 'zod';
 import { auditActorOf, can } from '../auth/permissions';
@@ -52,13 +52,7 @@ export function codecRoutes({ codec, authToken, corsOrigins, logger, auditPool }
   /** Outside any transaction: an audit failure is logged, never turned into the response. */
   const audit = async (ctx: Context, event: Omit<AuditEventInput, 'tenantId' | 'ip' | 'userAgent' | 'requestId'>): Promise<void> => {
     if (!auditPool) return;
-    await appendAuditEvent(auditPool, {
-      tenantId: null,
-      ip: ctx.ip,
-      userAgent: ctx.get('user-agent') || undefined,
-      requestId: ctx.state.requestId,
-      ...event,
-    }).catch((err: unknown) => logger.error({ requestId: ctx.state.requestId, err: { name: (err as Error).name, message: (err as Error).message } }, 'audit append failed'));
+    await auditRequest(auditPool, logger, ctx, { tenantId: null, ...event });
   };
   /** Which operator credential was used (never the credential). */
   const credentialKind = (ctx: Context): string => (ctx.get('authorization').startsWith('Bearer ') ? 'codec-bearer' : 'codec-session');

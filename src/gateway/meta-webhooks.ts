@@ -1,7 +1,8 @@
 import Router from '@koa/router';
 import type { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
-import { appendAuditEvent, appendAuditEvents } from '../audit/log';
+import { appendAuditEvents } from '../audit/log';
+import { auditRequest } from './request-audit';
 import type { Config } from '../config';
 import { withPlatform } from '../db/tenant-scope';
 import { findChannelByAccount, type ChannelRoute } from '../db/channels';
@@ -70,18 +71,15 @@ export function metaWebhookRoutes(deps: WebhookDeps): Router {
     if (matched < 0) {
       logger.warn({ ip: ctx.ip, requestId: ctx.state.requestId, bytes: raw.length }, 'webhook signature rejected');
       // Outside any transaction: an audit failure is logged and never changes the 401.
-      await appendAuditEvent(pool, {
+      await auditRequest(pool, logger, ctx, {
         tenantId: null,
         actor: { type: 'meta' },
         action: 'webhook.signature_rejected',
         resource: 'webhook:meta',
         outcome: 'failure',
         reason: ctx.get('x-hub-signature-256') ? 'signature_mismatch' : 'signature_missing',
-        ip: ctx.ip,
-        userAgent: ctx.get('user-agent') || undefined,
-        requestId: ctx.state.requestId,
         details: { bytes: raw.length },
-      }).catch((err: unknown) => logger.error({ requestId: ctx.state.requestId, err: { name: (err as Error).name, message: (err as Error).message } }, 'audit append failed'));
+      });
       return sendError(ctx, 401, 'invalid_signature', 'X-Hub-Signature-256 is missing or does not match the request body');
     }
 

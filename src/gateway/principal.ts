@@ -1,8 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import type { Pool } from 'pg';
-import { appendAuditEvent } from '../audit/log';
-import type { AuditEventInput } from '../audit/types';
+import { auditRequest } from './request-audit';
 import { looksLikeApiKey, resolveApiKey } from '../auth/api-keys';
 import { auditActorOf, can, roleHas, type Permission, type Principal } from '../auth/permissions';
 import { CSRF_FORM_FIELD, CSRF_HEADER, csrfMatches, resolveSession, SESSION_COOKIE, type SessionLifetimes } from '../auth/sessions';
@@ -84,19 +83,15 @@ export function denialAuditor(pool: Pool, logger: Logger, resourcePrefix: string
   return async (ctx, { tenantId, reason, details }) => {
     const principal = ctx.state.principal;
     logger.warn({ requestId: ctx.state.requestId, method: ctx.method, path: ctx.path, reason, principal: principal ? `${principal.kind}:${principal.id}` : undefined }, 'request denied');
-    const event: AuditEventInput = {
+    await auditRequest(pool, logger, ctx, {
       tenantId,
       actor: principal ? auditActorOf(principal) : { type: 'operator' },
       action: 'auth.denied',
       resource: `${resourcePrefix}:${ctx.method} ${ctx.path.slice(0, 200)}`,
       outcome: 'failure',
       reason,
-      ip: ctx.ip,
-      userAgent: ctx.get('user-agent').slice(0, 512) || undefined,
-      requestId: String(ctx.state.requestId).slice(0, 200),
       details: { ...(principal && { role: principal.role, credential: principal.credential }), ...details },
-    };
-    await appendAuditEvent(pool, event).catch((err: unknown) => logger.error({ requestId: ctx.state.requestId, err: { name: (err as Error).name, message: (err as Error).message } }, 'audit append failed'));
+    });
   };
 }
 

@@ -3,12 +3,13 @@ import { serveStaticAsset } from '../gateway/static-assets';
 import type { Client, Connection } from '@temporalio/client';
 import type { Context, Next } from 'koa';
 import type { Pool } from 'pg';
-import { appendAuditEvent } from '../audit/log';
+import { auditRequest } from '../gateway/request-audit';
+import { clearSessionCookie, setSessionCookie } from '../gateway/session-cookie';
 import type { AuditEventInput } from '../audit/types';
 import { attemptLogin } from '../auth/login';
 import type { ThrottleLimits } from '../auth/login-throttle';
 import { auditActorOf, can, type Principal } from '../auth/permissions';
-import { csrfMatches, csrfTokenFor, revokeSession, SESSION_COOKIE, type CreatedSession, type SessionLifetimes } from '../auth/sessions';
+import { csrfMatches, csrfTokenFor, revokeSession, type SessionLifetimes } from '../auth/sessions';
 import { CatalogValidationError, formatFromFileName, formatProblem, importCatalog, MAX_CATALOG_BYTES, parseCatalog, type CatalogFormat } from '../catalog/import';
 import type { Config } from '../config';
 import type { SecretVault } from '../crypto/vault';
@@ -135,17 +136,7 @@ export function portalRoutes(deps: PortalDeps): Router {
   };
 
   /** Audits without ever changing the answer: a failed append is logged. */
-  const audit = async (ctx: Context, event: Omit<AuditEventInput, 'ip' | 'userAgent' | 'requestId'>) => {
-    await appendAuditEvent(pool, {
-      ...event,
-      ip: ctx.ip,
-      userAgent: ctx.get('user-agent').slice(0, 512) || undefined,
-      requestId: String(ctx.state.requestId).slice(0, 200),
-    }).catch((err: unknown) => logger.error({ requestId: ctx.state.requestId, err: { name: (err as Error).name, message: (err as Error).message } }, 'audit append failed'));
-  };
-
-  const setSessionCookie = (ctx: Context, session: CreatedSession) =>
-    ctx.cookies.set(SESSION_COOKIE, session.token, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: '/', expires: session.expiresAt, overwrite: true });
+  const audit = (ctx: Context, event: Omit<AuditEventInput, 'ip' | 'userAgent' | 'requestId'>) => auditRequest(pool, logger, ctx, event);
 
   const csp = portalCsp(config);
   router.use(async (ctx: Context, next: Next) => {
@@ -317,7 +308,7 @@ export function portalRoutes(deps: PortalDeps): Router {
   router.post('/logout', tenantUser, csrf, async (ctx) => {
     const user = ctx.state.portalUser!;
     await revokeSession(pool, user.tenantId, user.sessionId, 'logout');
-    ctx.cookies.set(SESSION_COOKIE, null, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: '/', overwrite: true });
+    clearSessionCookie(ctx);
     await audit(ctx, { tenantId: user.tenantId, actor: auditActorOf(user), action: 'auth.logout', resource: `session:${user.sessionId}`, outcome: 'success' });
     redirect(ctx, '/portal/login');
   });
