@@ -114,6 +114,27 @@ export const configSchema = z.object({
   /** How long an onboarding waits for the client's OAuth step (then it compensates and is abandoned). */
   ONBOARDING_OAUTH_TIMEOUT_MS: positiveMs.default(7 * 86_400_000),
 
+  /**
+   * Token lifecycle (docs/token-lifecycle.md). The TokenRotation schedule's cron (UTC), how many
+   * channels it checks at once, and the Graph calls per minute it may make across every worker.
+   */
+  TOKEN_ROTATION_CRON: z.string().regex(/^(\S+\s+){4}\S+$/, 'must be a five-field cron expression').default('23 2 * * *'),
+  TOKEN_ROTATION_CONCURRENCY: z.coerce.number().int().min(1).max(500).default(20),
+  TOKEN_ROTATION_GRAPH_CALLS_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(3000),
+  /** An Instagram Login token is refreshed once it expires within this many days (and is at least 24 h old). */
+  TOKEN_REFRESH_WINDOW_DAYS: z.coerce.number().int().min(1).max(59).default(10),
+  /** The tenant is told when a token expires within this many days. */
+  TOKEN_EXPIRY_WARNING_DAYS: z.coerce.number().int().min(1).max(59).default(7),
+  /** Outgoing mail for tenant notifications: `smtp://` or `smtps://` (user:password@host:port). Unset: notifications are not e-mailed (dashboard and webhook only). */
+  SMTP_URL: z.url({ protocol: /^smtps?$/ }).optional(),
+  NOTIFY_EMAIL_FROM: z.string().min(3).default('Switchboard <notifications@switchboard.local>'),
+  /** Where the portal and dashboard are reached, for links in e-mails. */
+  PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
+  /** The DataKeyRotation schedule's cron (UTC) and its policy: a tenant data key older than this, or used this often, is replaced. */
+  DATA_KEY_ROTATION_CRON: z.string().regex(/^(\S+\s+){4}\S+$/, 'must be a five-field cron expression').default('41 3 * * *'),
+  DATA_KEY_MAX_AGE_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+  DATA_KEY_MAX_ENCRYPTIONS: z.coerce.number().int().min(1).max(2 ** 32).default(2 ** 30),
+
   /** A conversation run with no event for this long completes; the next message starts a new run. */
   CONVERSATION_IDLE_TIMEOUT_MS: positiveMs.default(30 * 60_000),
 

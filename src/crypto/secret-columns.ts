@@ -13,4 +13,5 @@ export interface SecretColumn {
 export const SECRET_COLUMNS: readonly SecretColumn[] = [
   { table: 'channels', column: 'access_token_ciphertext', aadColumn: 'access_token', keyVersionColumn: 'token_key_version' },
   { table: 'tenant_settings', column: 'llm_api_key_ciphertext', aadColumn: 'llm_api_key', keyVersionColumn: 'llm_api_key_version' },
+  { table: 'tenant_settings', column: 'notify_webhook_secret_ciphertext', aadColumn: 'notify_webhook_secret', keyVersionColumn: 'notify_webhook_secret_version' },
 ];

@@ -4,7 +4,7 @@ import { appendAuditEvent } from '../audit/log';
 import type { AuditEventInput } from '../audit/types';
 import type { Queryable, SecretLocation, SecretVault } from '../crypto/vault';
 import type { Platform } from '../shared/types';
-import { withTenant } from './tenant-scope';
+import { inTenant, withTenant } from './tenant-scope';
 
 export type GraphApi = 'facebook' | 'instagram';
 export type ChannelStatus = 'active' | 'reauth_required' | 'disabled';
@@ -81,6 +81,7 @@ export async function connectChannel(
        ON CONFLICT (id) DO UPDATE SET access_token_ciphertext = EXCLUDED.access_token_ciphertext,
          token_key_version = EXCLUDED.token_key_version, graph_api = EXCLUDED.graph_api,
          status = 'active', status_reason = NULL, status_changed_at = now(),
+         token_issued_at = now(), token_check_failures = 0,
          token_expires_at = CASE WHEN $10 THEN EXCLUDED.token_expires_at ELSE channels.token_expires_at END`,
       [id, input.tenantId, input.platform, input.accountId, graphApi, sealed.blob, sealed.keyVersion, input.pendingReason ?? null, input.tokenExpiresAt ?? null, input.tokenExpiresAt !== undefined],
     ).catch((err: unknown) => {
@@ -159,13 +160,13 @@ export async function loadChannelCredentials(
  * appends `channel.reauth_required` in the same transaction; a repeat changes and records nothing.
  */
 export async function markChannelReauthRequired(
-  pool: Pool,
+  db: Pool | Queryable,
   channel: { tenantId: string; channelId: string },
   reason: string,
   opts: { actor?: AuditActor; idempotencyKey?: string } = {},
 ): Promise<boolean> {
   const { channelId } = channel;
-  return withTenant(pool, channel.tenantId, async (client) => {
+  return inTenant(db, channel.tenantId, async (client) => {
     const { rows } = await client.query<{ tenant_id: string; platform: Platform }>(
       `UPDATE channels SET status = 'reauth_required', status_reason = $2, status_changed_at = now()
        WHERE id = $1 AND status = 'active' RETURNING tenant_id, platform`,

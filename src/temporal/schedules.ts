@@ -3,6 +3,45 @@ import type { auditRetentionWorkflow } from '../../workflows/audit-retention';
 
 export const AUDIT_RETENTION_SCHEDULE_ID = 'audit-retention';
 
+type StartWorkflowAction = Extract<ScheduleOptions['action'], { type: 'startWorkflow' }>;
+
+export interface PlatformSchedule {
+  scheduleId: string;
+  cron: string;
+  action: StartWorkflowAction;
+  /** Shown in the Temporal UI's schedule view. */
+  purpose: string;
+}
+
+/**
+ * Creates a platform schedule, or brings an existing one up to date (same id: never a second
+ * schedule). Overlap SKIP: a run still going when the next is due is left alone, never doubled.
+ * Called at every worker start; safe to race with other workers. An operator's pause survives
+ * (`state` is not touched by the update).
+ */
+export async function ensureSchedule(client: Client, s: PlatformSchedule): Promise<{ scheduleId: string; created: boolean }> {
+  const options = {
+    scheduleId: s.scheduleId,
+    spec: { cronExpressions: [s.cron] },
+    action: s.action,
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day' },
+    memo: { purpose: s.purpose },
+  } satisfies ScheduleOptions;
+  try {
+    await client.schedule.create(options);
+    return { scheduleId: s.scheduleId, created: true };
+  } catch (err) {
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+  }
+  await client.schedule.getHandle(s.scheduleId).update((prev) => ({
+    ...prev,
+    spec: options.spec,
+    action: options.action,
+    policies: { ...prev.policies, overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day' },
+  }));
+  return { scheduleId: s.scheduleId, created: false };
+}
+
 export interface AuditRetentionScheduleOptions {
   taskQueue: string;
   /** Default `audit-retention` (tests use their own). */
@@ -12,37 +51,20 @@ export interface AuditRetentionScheduleOptions {
   batchSize?: number;
 }
 
-/**
- * Creates the daily AuditRetention schedule, or brings an existing one up to date (same id: never
- * a second schedule). Called at every worker start; safe to race with other workers.
- */
-export async function ensureAuditRetentionSchedule(client: Client, opts: AuditRetentionScheduleOptions): Promise<{ scheduleId: string; created: boolean }> {
+/** The daily AuditRetention schedule (purge expired sealed epochs, then verify every chain). */
+export function ensureAuditRetentionSchedule(client: Client, opts: AuditRetentionScheduleOptions): Promise<{ scheduleId: string; created: boolean }> {
   const scheduleId = opts.scheduleId ?? AUDIT_RETENTION_SCHEDULE_ID;
-  const options = {
+  return ensureSchedule(client, {
     scheduleId,
-    spec: { cronExpressions: [opts.cron ?? '17 3 * * *'] },
+    cron: opts.cron ?? '17 3 * * *',
     action: {
-      type: 'startWorkflow' as const,
-      workflowType: 'auditRetentionWorkflow' as const,
+      type: 'startWorkflow',
+      workflowType: 'auditRetentionWorkflow',
       args: [{ batchSize: opts.batchSize ?? 50 }] as Parameters<typeof auditRetentionWorkflow>,
       taskQueue: opts.taskQueue,
       workflowId: `${scheduleId}-run`,
       workflowExecutionTimeout: '23 hours',
     },
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day' },
-    memo: { purpose: 'audit retention purge + verification (docs/security.md)' },
-  } satisfies ScheduleOptions;
-  try {
-    await client.schedule.create(options);
-    return { scheduleId, created: true };
-  } catch (err) {
-    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-  }
-  await client.schedule.getHandle(scheduleId).update((prev) => ({
-    ...prev,
-    spec: options.spec,
-    action: options.action,
-    policies: { ...prev.policies, overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day' },
-  }));
-  return { scheduleId, created: false };
+    purpose: 'audit retention purge + verification (docs/security.md)',
+  });
 }

@@ -9,7 +9,7 @@ import { withTenant } from '../../src/db/tenant-scope';
  */
 
 /** Tables that hold no tenant's data (platform tables). A new table must be classified here or get RLS. */
-const PLATFORM_TABLES = ['audit_retention_settings', 'audit_verifications', 'login_throttle', 'operators', 'retired_master_keys', 'schema_migrations', 'unrouted_events'];
+const PLATFORM_TABLES = ['audit_retention_settings', 'audit_verifications', 'graph_call_budgets', 'login_throttle', 'operators', 'retired_master_keys', 'schema_migrations', 'unrouted_events'];
 
 /** The whole allow-list of SECURITY DEFINER functions (each returns ids / credential-check fields only). */
 const SECURITY_DEFINER_ALLOW_LIST = [
@@ -23,6 +23,7 @@ const SECURITY_DEFINER_ALLOW_LIST = [
   'data_key_inventory',
   'platform_tenant_ids',
   'route_channel',
+  'token_sweep_candidates',
 ];
 
 /**
