@@ -9,9 +9,13 @@ import { createAuditRetentionActivities, type AuditRuntime } from './audit-reten
 import { createConversationActivities } from './conversation-store';
 import { createGraphActivities } from './graph';
 import { createKeyRotationActivities } from './key-rotation';
+import { createNotificationActivities, type NotificationDeps } from './notifications';
 import { createOnboardingActivities } from './onboarding';
+import { createParkedSendActivities } from './parked-sends';
+import { createReconnectActivities } from './reconnect';
 import { createReplyActivities } from './reply';
 import { createToolActivities } from './tools';
+import { createTokenRotationActivities } from './token-rotation';
 
 export interface ActivityDeps {
   pool: Pool;
@@ -24,6 +28,10 @@ export interface ActivityDeps {
   audit?: AuditRuntime;
   /** Meta's OAuth endpoints for the onboarding saga; without it the onboarding steps that call Meta fail as not configured. */
   oauth?: MetaOAuthClient;
+  /** CONVERSATION_IDLE_TIMEOUT_MS: conversation runs this worker starts (resumeParkedSends) idle out like the gateway's. */
+  conversationIdleTimeoutMs?: number;
+  /** SMTP, sender, portal link and webhook policy for tenant notifications; without it nothing is e-mailed. */
+  notifications?: NotificationDeps;
 }
 
 /** Every activity the worker registers, bound to its dependencies (no module-level state). */
@@ -37,6 +45,10 @@ export function createActivities(deps: ActivityDeps) {
     ...createAuditActivities(deps),
     ...createAuditRetentionActivities(deps),
     ...createOnboardingActivities(deps),
+    ...createTokenRotationActivities(deps),
+    ...createParkedSendActivities(deps),
+    ...createReconnectActivities(deps),
+    ...createNotificationActivities(deps),
   };
 }
 

@@ -13,7 +13,9 @@ import { createDataConverter } from './temporal/payload-codec';
 export interface WorkerSetup {
   config: Pick<Config, 'TEMPORAL_NAMESPACE' | 'TEMPORAL_TASK_QUEUE' | 'DATA_KEY_CACHE_TTL_MS' | 'GRAPH_API_BASE' | 'INSTAGRAM_API_BASE' | 'GRAPH_API_VERSION' | 'GRAPH_API_TIMEOUT_MS'> &
     Partial<Pick<Config, 'AUDIT_SIGNING_KEY' | 'AUDIT_PREVIOUS_PUBLIC_KEYS' | 'AUDIT_CHECKPOINT_DIR' | 'AUDIT_CHECKPOINT_EVERY_EVENTS' | 'AUDIT_CHECKPOINT_EVERY_MS'>> &
-    Partial<Pick<Config, OAuthConfigKey>>;
+    Partial<Pick<Config, OAuthConfigKey>> &
+    Partial<Pick<Config, 'CONVERSATION_IDLE_TIMEOUT_MS'>> &
+    Partial<Pick<Config, 'SMTP_URL' | 'NOTIFY_EMAIL_FROM' | 'PUBLIC_BASE_URL' | 'NODE_ENV'>>;
   connection: NativeConnection;
   pool: Pool;
   keys: KeyProvider;
@@ -43,6 +45,13 @@ export async function createSwitchboardWorker({ config, connection, pool, keys, 
       timeoutMs: config.GRAPH_API_TIMEOUT_MS,
     }),
     oauth: createOAuthClient(config),
+    ...(config.CONVERSATION_IDLE_TIMEOUT_MS !== undefined && { conversationIdleTimeoutMs: config.CONVERSATION_IDLE_TIMEOUT_MS }),
+    notifications: {
+      smtpUrl: config.SMTP_URL,
+      from: config.NOTIFY_EMAIL_FROM ?? 'Switchboard <notifications@switchboard.local>',
+      publicBaseUrl: config.PUBLIC_BASE_URL ?? 'http://localhost:3000',
+      production: config.NODE_ENV === 'production',
+    },
   });
   return Worker.create({
     connection,

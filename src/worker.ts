@@ -6,7 +6,8 @@ import { createPool } from './db/pool';
 import { createLogger } from './logger';
 import { createDataConverter } from './temporal/payload-codec';
 import { installTemporalRuntime } from './temporal/runtime';
-import { ensureAuditRetentionSchedule } from './temporal/schedules';
+import { ensureAuditRetentionSchedule, ensureDataKeyRotationSchedule, ensureTokenRotationSchedule } from './temporal/schedules';
+import { tokenPolicy } from './shared/token-policy';
 import { startAuditCheckpointerFromConfig } from './audit/checkpoints';
 import { createSwitchboardWorker } from './worker-setup';
 
@@ -35,6 +36,21 @@ async function main(): Promise<void> {
     const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: await createDataConverter(keys) });
     const schedule = await ensureAuditRetentionSchedule(client, { taskQueue: config.TEMPORAL_TASK_QUEUE });
     logger.info(schedule, 'audit retention schedule ensured');
+    const tokens = await ensureTokenRotationSchedule(client, {
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+      cron: config.TOKEN_ROTATION_CRON,
+      policy: tokenPolicy({ refreshWindowDays: config.TOKEN_REFRESH_WINDOW_DAYS, expiryWarningDays: config.TOKEN_EXPIRY_WARNING_DAYS }),
+      concurrency: config.TOKEN_ROTATION_CONCURRENCY,
+      graphCallsPerMinute: config.TOKEN_ROTATION_GRAPH_CALLS_PER_MINUTE,
+    });
+    logger.info(tokens, 'token rotation schedule ensured');
+    const dataKeys = await ensureDataKeyRotationSchedule(client, {
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+      cron: config.DATA_KEY_ROTATION_CRON,
+      maxAgeDays: config.DATA_KEY_MAX_AGE_DAYS,
+      maxEncryptions: config.DATA_KEY_MAX_ENCRYPTIONS,
+    });
+    logger.info(dataKeys, 'data key rotation schedule ensured');
   } finally {
     await clientConnection.close();
   }

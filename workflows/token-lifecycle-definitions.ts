@@ -1,4 +1,5 @@
-import { defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { LoginFlow, OAuthCallback, OnboardingProblem } from './onboarding-definitions';
 
 /**
  * The token lifecycle's contract (issue 8, docs/token-lifecycle.md), shared by the rotation
@@ -34,6 +35,8 @@ export interface TokenRotationInput {
   concurrency: number;
   /** Channels fetched per page (and handled per continue-as-new run). */
   pageSize?: number;
+  /** TOKEN_ROTATION_GRAPH_CALLS_PER_MINUTE: the budget every check's Graph calls draw from (TOKEN_ROTATION_BUDGET). */
+  graphCallsPerMinute?: number;
   /** Set on the first run (workflow time, epoch ms) and carried through continue-as-new: one sweep, one `asOf`. */
   asOf?: number;
   sweepId?: string;
@@ -78,6 +81,8 @@ export interface TokenCheckInput {
   /** The sweep's time (epoch ms): decisions use it, not the database clock, so tests can move time. */
   asOf: number;
   sweepId: string;
+  /** The sweep's Graph budget (calls per minute across every worker); default the configuration's default, 3000. */
+  graphCallsPerMinute?: number;
 }
 
 export interface TokenCheckResult {
@@ -96,7 +101,81 @@ export type NotificationKind = 'reauth_required' | 'token_expiring';
 export interface NotificationInput {
   tenantId: string;
   episodeId: string;
+  /**
+   * Tests only: shorter webhook retries than the durable default (5 s, doubling to 1 h, for 3
+   * days). Production starts (`temporalNotificationStarter`) never set it.
+   */
+  webhookRetry?: { initialIntervalMs: number; maximumIntervalMs: number; expireAfterMs: number };
 }
+
+/** Failure types of the notification activities that their retry policies treat as final. */
+export const NOTIFICATION_EMAIL_REJECTED = 'NotificationEmailRejected';
+export const NOTIFICATION_WEBHOOK_REJECTED = 'NotificationWebhookRejected';
+export const NOTIFICATION_EPISODE_MISSING = 'NotificationEpisodeMissing';
 
 /** Sent by the reconnect saga (signalWithStart) to every conversation with parked replies: deliver them now. */
 export const channelReconnectedSignal = defineSignal<[{ channelId: string; reconnectedAt: number }]>('channelReconnected');
+
+// ---- The reconnect saga (workflows/reconnect.ts, docs/token-lifecycle.md "Reconnect") ----------
+
+/**
+ * Where a reconnect is. It reuses the onboarding's OAuth step (the `beginOAuth` and `oauthCallback`
+ * Updates of workflows/onboarding-definitions.ts, with the same validators), then stores the new
+ * token for the one channel, checks its subscription and sends what was parked.
+ */
+export type ReconnectStep =
+  | 'awaiting_oauth'
+  | 'exchanging_code'
+  | 'storing_token'
+  | 'subscribing'
+  | 'resuming'
+  | 'reconnected'
+  | 'compensating'
+  | 'abandoned'
+  | 'failed'
+  | 'cancelled';
+
+export interface ReconnectInput {
+  tenantId: string;
+  channelId: string;
+  /** How long the saga waits for the OAuth callback before it ends `abandoned` (default 7 days). */
+  oauthTimeoutMs?: number;
+  /** How the client knows the account (`@name`, `Page “Name”`), for the problem when another one is authorized. */
+  label?: string;
+}
+
+export interface ReconnectStatus {
+  tenantId: string;
+  channelId: string;
+  step: ReconnectStep;
+  /** `waiting`: for the client (the Reconnect button); `working`: an activity runs. */
+  status: 'waiting' | 'working' | 'done' | 'failed';
+  flow?: LoginFlow;
+  /** The channel being reconnected (known once the saga has read it). */
+  channel?: { platform: 'messenger' | 'instagram'; accountId: string; graphApi: 'facebook' | 'instagram' };
+  /** Epoch ms by which the OAuth wait ends. */
+  waitingUntil?: number;
+  /** The last problem (denied consent, another account authorized, a failed step), in the client's words. */
+  problem?: OnboardingProblem;
+  /** Once reconnected: the conversations told to deliver their parked replies, and how many replies were parked. */
+  resumed?: { conversations: number; parked: number };
+  /** Epoch ms. */
+  startedAt: number;
+  finishedAt?: number;
+}
+
+export const reconnectStatusQuery = defineQuery<ReconnectStatus>('getReconnectStatus');
+/** The onboarding's `oauthCallback` Update (same name, same validator), answering the reconnect's status. */
+export const reconnectOAuthCallbackUpdate = defineUpdate<ReconnectStatus, [OAuthCallback]>('oauthCallback');
+
+/** The channel was removed or switched off meanwhile: nothing to reconnect. */
+export const CHANNEL_UNAVAILABLE_PROBLEM: OnboardingProblem = {
+  code: 'channel_unavailable',
+  message: 'This account was disconnected or switched off in the meantime, so there is nothing to reconnect. Contact support if you need it back.',
+};
+
+/** The client authorized accounts, but not the channel's own: what they gave, and which one to choose. */
+export function wrongAccountProblem(granted: readonly string[], expected: string): OnboardingProblem {
+  const gave = granted.length > 0 ? granted.join(', ') : 'no account';
+  return { code: 'wrong_account', message: `You authorized a different account (${gave}). Reconnect with the account ${expected}.` };
+}

@@ -6,7 +6,7 @@ import type { Logger } from '../logger';
 
 /** What /api/v1 handlers may use. */
 export interface ApiDeps {
-  config: Pick<Config, 'TEMPORAL_NAMESPACE' | 'TEMPORAL_UI_URL' | 'TEMPORAL_RPC_TIMEOUT_MS' | 'TEMPORAL_TASK_QUEUE' | 'MASTER_KEYS'>;
+  config: Pick<Config, 'TEMPORAL_NAMESPACE' | 'TEMPORAL_UI_URL' | 'TEMPORAL_RPC_TIMEOUT_MS' | 'TEMPORAL_TASK_QUEUE' | 'MASTER_KEYS' | 'DATA_KEY_MAX_AGE_DAYS' | 'DATA_KEY_MAX_ENCRYPTIONS' | 'NODE_ENV'>;
   pool: Pool;
   vault: SecretVault;
   temporal: { client: Client; connection: Connection };

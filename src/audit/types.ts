@@ -19,6 +19,8 @@ export type AuditAction =
   | 'tenant.created'
   | 'tenant.deleted'
   | 'key.rotated'
+  // A tenant's data key replaced by a new version (tenant chain; activities/key-rotation.ts).
+  | 'data_key.rotated'
   | 'key.retired'
   | 'retention.purged'
   | 'audit.verification_failed'
@@ -47,7 +49,21 @@ export type AuditAction =
   | 'channel.removed'
   | 'webhook.subscribed'
   | 'webhook.unsubscribed'
-  | 'tenant.crypto_shredded';
+  | 'tenant.crypto_shredded'
+  // The token sweep (workflows/token-rotation.ts): one event per channel and sweep (`token.refreshed` above too).
+  | 'token.validated'
+  | 'token.resubscribed'
+  | 'token.check_failed'
+  // Tenant notifications (workflows/notification.ts): one per episode and way of delivery (email, webhook).
+  | 'notification.sent'
+  | 'notification.failed'
+  | 'notification.skipped'
+  // The reconnect saga (workflows/reconnect.ts) and the portal's reconnect flow.
+  | 'channel.reconnected'
+  | 'channel.reconnect_started'
+  | 'channel.reconnect_abandoned'
+  | 'channel.reconnect_cancelled'
+  | 'channel.reconnect_failed';
 
 export interface AuditEventInput {
   /** Null for platform events (they go to the platform chain). */

@@ -31,11 +31,14 @@ export interface GatewayDeps extends WebhookDeps {
       | 'ADMIN_API_TOKEN'
       | 'MASTER_KEYS'
       | 'DATA_KEY_CACHE_TTL_MS'
+      | 'DATA_KEY_MAX_AGE_DAYS'
+      | 'DATA_KEY_MAX_ENCRYPTIONS'
       | 'SESSION_IDLE_TIMEOUT_MS'
       | 'SESSION_MAX_AGE_MS'
       | 'LOGIN_MAX_FAILURES_PER_ACCOUNT'
       | 'LOGIN_MAX_FAILURES_PER_IP'
       | 'LOGIN_THROTTLE_WINDOW_MS'
+      | 'NODE_ENV'
     > &
     PortalConfig;
   /** The same codec the Temporal client uses, served to the Temporal UI. */

@@ -1,5 +1,9 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
 import type { auditRetentionWorkflow } from '../../workflows/audit-retention';
+import type { dataKeyRotationWorkflow } from '../../workflows/data-key-rotation';
+import { DATA_KEY_ROTATION_SCHEDULE_ID, TOKEN_ROTATION_SCHEDULE_ID, type TokenPolicy } from '../../workflows/token-lifecycle-definitions';
+import type { tokenRotationWorkflow } from '../../workflows/token-rotation';
+import { DAY_MS } from '../shared/data-key-policy';
 
 export const AUDIT_RETENTION_SCHEDULE_ID = 'audit-retention';
 
@@ -66,5 +70,76 @@ export function ensureAuditRetentionSchedule(client: Client, opts: AuditRetentio
       workflowExecutionTimeout: '23 hours',
     },
     purpose: 'audit retention purge + verification (docs/security.md)',
+  });
+}
+
+export interface DataKeyRotationScheduleOptions {
+  taskQueue: string;
+  /** Default `data-key-rotation` (tests use their own). */
+  scheduleId?: string;
+  /** DATA_KEY_ROTATION_CRON (default daily at 03:41 UTC). */
+  cron: string;
+  /** DATA_KEY_MAX_AGE_DAYS. */
+  maxAgeDays: number;
+  /** DATA_KEY_MAX_ENCRYPTIONS. */
+  maxEncryptions: number;
+}
+
+/**
+ * The DataKeyRotation schedule: gives every tenant whose data key reached the age or usage limit a
+ * new one (through the KeyRotation workflow). The policy travels in the action's arguments, so a
+ * worker started with new limits updates the schedule.
+ */
+export function ensureDataKeyRotationSchedule(client: Client, opts: DataKeyRotationScheduleOptions): Promise<{ scheduleId: string; created: boolean }> {
+  const scheduleId = opts.scheduleId ?? DATA_KEY_ROTATION_SCHEDULE_ID;
+  return ensureSchedule(client, {
+    scheduleId,
+    cron: opts.cron,
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'dataKeyRotationWorkflow',
+      args: [{ maxAgeMs: opts.maxAgeDays * DAY_MS, maxEncryptions: opts.maxEncryptions }] as Parameters<typeof dataKeyRotationWorkflow>,
+      taskQueue: opts.taskQueue,
+      workflowId: `${scheduleId}-run`,
+      workflowExecutionTimeout: '23 hours',
+    },
+    purpose: `tenant data key rotation: every ${opts.maxAgeDays} days or ${opts.maxEncryptions} encryptions (docs/security.md)`,
+  });
+}
+
+export interface TokenRotationScheduleOptions {
+  taskQueue: string;
+  /** Default `token-rotation` (tests use their own). */
+  scheduleId?: string;
+  /** TOKEN_ROTATION_CRON (default daily at 02:23 UTC). */
+  cron: string;
+  /** From TOKEN_REFRESH_WINDOW_DAYS / TOKEN_EXPIRY_WARNING_DAYS (`tokenPolicy`); `sweepIntervalMs` = the cron's interval (24 h for a daily one). */
+  policy: TokenPolicy;
+  /** TOKEN_ROTATION_CONCURRENCY: token checks in flight at once. */
+  concurrency: number;
+  /** TOKEN_ROTATION_GRAPH_CALLS_PER_MINUTE: the sweep's Graph budget across every worker. */
+  graphCallsPerMinute: number;
+}
+
+/**
+ * The TokenRotation schedule: refreshes Instagram-Login tokens in their window and validates Page
+ * tokens and their webhook subscriptions (workflows/token-rotation.ts). Policy, concurrency and
+ * budget travel in the action's arguments, so a worker started with new values updates them; an
+ * operator's pause in the Temporal UI survives.
+ */
+export function ensureTokenRotationSchedule(client: Client, opts: TokenRotationScheduleOptions): Promise<{ scheduleId: string; created: boolean }> {
+  const scheduleId = opts.scheduleId ?? TOKEN_ROTATION_SCHEDULE_ID;
+  return ensureSchedule(client, {
+    scheduleId,
+    cron: opts.cron,
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'tokenRotationWorkflow',
+      args: [{ policy: opts.policy, concurrency: opts.concurrency, graphCallsPerMinute: opts.graphCallsPerMinute }] as Parameters<typeof tokenRotationWorkflow>,
+      taskQueue: opts.taskQueue,
+      workflowId: `${scheduleId}-run`,
+      workflowExecutionTimeout: '23 hours',
+    },
+    purpose: `channel token refresh and validation, ${opts.concurrency} at a time within ${opts.graphCallsPerMinute} Graph calls/min (docs/token-lifecycle.md)`,
   });
 }
