@@ -20,7 +20,7 @@ import {
 } from './graph-common';
 import { checkIssuedToken, checkSender, oauthRoutes } from './oauth';
 import { authorizeInProcess, dialogErrorPage, dialogFlow, showDialog, submitConsent, type DialogReply } from './oauth-dialog';
-import { OAuthStore, DEFAULT_OAUTH_APPS, type OAuthApp, type OAuthPersona, type OAuthStateView } from './oauth-store';
+import { OAuthStore, DEFAULT_OAUTH_APPS, type OAuthApp, type OAuthPersona, type OAuthStateView, type SeedAccount, type SeededToken } from './oauth-store';
 
 export { SANDBOX_APP_ID, tokenFingerprint } from './graph-common';
 export type { GraphErrorFields } from './graph-common';
@@ -35,6 +35,8 @@ export {
   type OAuthStateView,
   type PersonaPage,
   type PersonaInstagramLogin,
+  type SeedAccount,
+  type SeededToken,
 } from './oauth-store';
 
 /**
@@ -84,6 +86,16 @@ export {
  *   `oauthState()` / `GET /_sandbox/oauth` (subscriptions per account, token fingerprints).
  *   Without a browser: `authorize(dialogUrl)` / `POST /_sandbox/oauth/authorize` → the redirect
  *   location. Expiry in tests: `advanceOAuthClock(ms)` / `POST /_sandbox/oauth/clock`.
+ * - A password change: `invalidateTokens(accountId)` / `POST /_sandbox/oauth/invalidate
+ *   {accountId}` (a Page id, an Instagram account id or a Facebook user id) kills every token of
+ *   the account issued so far, and every hand-typed Send API token sending as it (seen before or
+ *   not: the sandbox cannot tell an old one from a new one): every Graph call with one answers
+ *   190/460, `debug_token` says `is_valid: false`, a refresh fails with 190. Tokens the sandbox
+ *   issues afterwards (a reconnect through OAuth) work; `reset()` forgets the invalidation.
+ * - Many accounts without dialogs: `seedTokens(accounts)` / `POST /_sandbox/oauth/tokens
+ *   {accounts}` mints never-expiring Page tokens and long-lived Instagram tokens (issue and expiry
+ *   times chosen, optionally already subscribed) and answers them in clear, for benchmarks.
+ * - Every record carries `receivedAt` (epoch ms, wall clock), so a caller can measure call rates.
  *
  * Echoes (`echo` option, `POST|DELETE|GET /_sandbox/echo`): after each accepted Send API message
  * the sandbox POSTs a signed webhook delivery (`X-Hub-Signature-256: sha256=<HMAC of the raw body
@@ -244,6 +256,13 @@ export interface GraphSandbox {
   oauthState(): OAuthStateView;
   /** Moves the OAuth clock forward (code, token and consent expiry; token age for refreshes). */
   advanceOAuthClock(ms: number): void;
+  /**
+   * Kills the account's tokens issued so far as a password change does (Page id, Instagram
+   * account id or Facebook user id): every call with one answers 190/460. Returns how many died.
+   */
+  invalidateTokens(accountId: string): number;
+  /** Mints tokens for accounts without consent dialogs (benchmarks); throws if the input is invalid. */
+  seedTokens(accounts: SeedAccount[]): SeededToken[];
   /**
    * Opens `dialogUrl` (a dialog URL as the portal builds it) and answers it as a user would,
    * without a browser; returns the redirect location (`…?code=…&state=…` or `…?error=access_denied…`).
@@ -1133,6 +1152,24 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
         return { status: 200, body: { clockOffsetMs: oauth.view().clockOffsetMs } };
       },
     },
+    '/_sandbox/oauth/invalidate': {
+      POST: (_url, body) => {
+        const parsed = z.strictObject({ accountId: numericId }).safeParse(body);
+        if (!parsed.success) return { status: 400, body: { error: `invalid invalidation: ${describeIssues(parsed.error)}` } };
+        return { status: 200, body: { invalidated: invalidateTokens(parsed.data.accountId) } };
+      },
+    },
+    '/_sandbox/oauth/tokens': {
+      POST: (_url, body) => {
+        const parsed = z.strictObject({ accounts: z.array(z.unknown()) }).safeParse(body);
+        if (!parsed.success) return { status: 400, body: { error: `invalid seed: ${describeIssues(parsed.error)}` } };
+        try {
+          return { status: 200, body: { tokens: oauth.seedTokens(parsed.data.accounts) } };
+        } catch (err) {
+          return { status: 400, body: { error: (err as Error).message } };
+        }
+      },
+    },
     '/_sandbox/oauth/authorize': {
       POST: (_url, body) => {
         const parsed = z
@@ -1147,6 +1184,12 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
       },
     },
   };
+
+  function invalidateTokens(accountId: string): number {
+    // Hand-typed tokens configured for `/me/messages` echoes speak for the account too.
+    const configured = (echo?.accounts ?? []).filter((a) => a.id === accountId && a.tokenHash !== undefined).map((a) => a.tokenHash!);
+    return oauth.invalidateAccount(accountId, configured);
+  }
 
   function refusing400(apply: () => void): Reply {
     try {
@@ -1239,6 +1282,11 @@ export async function startGraphSandbox(opts: GraphSandboxOptions = {}): Promise
     setOAuthApps: (apps) => oauth.setApps(apps),
     oauthState: () => oauth.view(),
     advanceOAuthClock: (ms) => oauth.advanceClock(ms),
+    invalidateTokens: (accountId) => {
+      if (!/^\d+$/.test(accountId)) throw new Error('invalidateTokens: accountId must be a numeric ID string');
+      return invalidateTokens(accountId);
+    },
+    seedTokens: (accounts) => oauth.seedTokens(accounts),
     authorize: (dialogUrl, decision, pageIds) => authorizeInProcess(oauth, dialogUrl, decision, pageIds),
     close: () => {
       closed ??= new Promise<void>((resolve, reject) => {

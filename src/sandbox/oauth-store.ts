@@ -239,6 +239,37 @@ export interface TokenRecord {
   issuedAt: number;
   /** Epoch ms; 0 = never. */
   expiresAt: number;
+  /** OAuth-clock ms at which `invalidateTokens` killed it (as a password change does); absent = alive. */
+  invalidatedAt?: number;
+}
+
+/** `seedTokens`: one account whose token the sandbox mints directly, without a consent dialog. */
+export interface SeedAccount {
+  /** `page`: a never-expiring Page token (Facebook Login); `instagram`: a long-lived Instagram-Login token. */
+  kind: 'page' | 'instagram';
+  /** The Page id, or the Instagram professional account id (`user_id`). */
+  id: string;
+  /** Page name or Instagram username; default derived from the id. */
+  name?: string;
+  /** The Page's linked Instagram professional account. */
+  instagram?: PersonaInstagramAccount;
+  /** Epoch ms on the OAuth clock; default now. Refreshes need it ≥ 24 h in the past. */
+  issuedAt?: number;
+  /** Instagram only: epoch ms on the OAuth clock; default `issuedAt` + 60 days. */
+  expiresAt?: number;
+  /** Subscribe the token's app to the account with these fields (default: not subscribed). */
+  subscribedFields?: string[];
+  /** Default: what onboarding asks for (Facebook Login's messaging scopes, or Instagram Login's). */
+  scopes?: string[];
+}
+
+export interface SeededToken {
+  kind: 'page' | 'instagram';
+  id: string;
+  /** In clear: the caller stores it like a token from onboarding. */
+  accessToken: string;
+  /** Epoch ms on the OAuth clock; null = never. */
+  expiresAt: number | null;
 }
 
 export interface Subscription {
@@ -266,6 +297,8 @@ export interface OAuthStateView {
     issuedAt: number;
     /** Epoch ms; null = never. */
     expiresAt: number | null;
+    /** OAuth-clock ms of `invalidateTokens`; null = valid. */
+    invalidatedAt: number | null;
   }>;
   codes: { issued: number; redeemed: number };
   /** Milliseconds the OAuth clock runs ahead of the wall clock (`advanceOAuthClock`). */
@@ -278,6 +311,34 @@ export const FB_SHORT_TOKEN_S = 5400;
 export const LONG_TOKEN_S = 5_183_944;
 export const IG_SHORT_TOKEN_S = 3600;
 const MAX_PENDING_CONSENTS = 10_000;
+/** Hand-typed Send API tokens remembered per account so `invalidateTokens` can kill them too; past this the oldest account is forgotten. */
+const MAX_HAND_TOKEN_ACCOUNTS = 10_000;
+const MAX_HAND_TOKENS_PER_ACCOUNT = 100;
+
+/** What onboarding's dialogs ask for (src/portal/dialog-urls.ts), for seeded tokens. */
+export const SEED_FACEBOOK_SCOPES: readonly string[] = Object.freeze([
+  'pages_show_list',
+  'pages_messaging',
+  'pages_manage_metadata',
+  'pages_read_engagement',
+  'instagram_basic',
+  'instagram_manage_messages',
+  'business_management',
+]);
+export const SEED_INSTAGRAM_SCOPES: readonly string[] = Object.freeze(['instagram_business_basic', 'instagram_business_manage_messages']);
+
+const seedAccountSchema = z.strictObject({
+  kind: z.enum(['page', 'instagram']),
+  id: numericId,
+  name: z.string().min(1).optional(),
+  instagram: z.strictObject({ id: numericId, username: z.string().min(1) }).optional(),
+  issuedAt: z.number().int().min(0).optional(),
+  expiresAt: z.number().int().min(1).optional(),
+  subscribedFields: z.array(z.string().min(1)).min(1).optional(),
+  scopes: z.array(z.string().min(1)).optional(),
+});
+
+export const seedAccountsSchema = z.array(seedAccountSchema).max(100_000);
 
 const BASE62 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
@@ -333,6 +394,15 @@ export class OAuthStore {
   private readonly tokens = new Map<string, TokenRecord>();
   private readonly subscriptions = new Map<string, Map<string, Subscription>>();
   private redeemed = 0;
+  /**
+   * Fingerprints of tokens the sandbox did not issue (the CLI's hand-typed ones) seen sending as
+   * an account, so that invalidating the account kills them as well; `deadHandTokens` holds the
+   * killed ones.
+   */
+  private readonly handTokens = new Map<string, Set<string>>();
+  private readonly deadHandTokens = new Set<string>();
+  /** Accounts `invalidateAccount` was called for: hand-typed tokens sending as them are refused from then on. */
+  private readonly invalidatedAccounts = new Set<string>();
   /** Keys the Page-token derivation; never leaves the process. */
   private readonly secret = randomBytes(32);
 
@@ -491,6 +561,131 @@ export class OAuthStore {
     return token === undefined ? undefined : this.tokens.get(sha256Hex(token));
   }
 
+  /**
+   * Mints tokens for accounts without a consent dialog (benchmarks seeding thousands of channels):
+   * a Page token that never expires, as from a long-lived user token, or a long-lived Instagram
+   * token with the given issue and expiry times. Each gets its own grant (one Page, or one
+   * Instagram account) and the default app of its platform.
+   */
+  seedTokens(input: unknown): SeededToken[] {
+    const accounts = parseOptions(seedAccountsSchema, input, 'seed accounts');
+    const fbApp = this.apps.find((a) => a.platform === 'facebook');
+    const igApp = this.apps.find((a) => a.platform === 'instagram');
+    const now = this.now();
+    return accounts.map((a) => {
+      const app = a.kind === 'page' ? fbApp : igApp;
+      if (!app) throw new Error(`seed accounts: no ${a.kind === 'page' ? 'facebook' : 'instagram'} app is configured`);
+      const user = { id: derivedId(`seed-user:${a.kind}:${a.id}`), name: `Seeded owner of ${a.id}` };
+      const issuedAt = a.issuedAt ?? now;
+      let grant: Grant;
+      if (a.kind === 'page') {
+        grant = {
+          flow: 'facebook',
+          appId: app.appId,
+          scopes: [...(a.scopes ?? SEED_FACEBOOK_SCOPES)],
+          user,
+          pages: [{ id: a.id, name: a.name ?? `Page ${a.id}`, category: 'Local business', tasks: [...TASKS], ...(a.instagram && { instagram: { ...a.instagram } }) }],
+        };
+      } else {
+        const username = a.name ?? `account.${a.id}`;
+        grant = {
+          flow: 'instagram',
+          appId: app.appId,
+          scopes: [...(a.scopes ?? SEED_INSTAGRAM_SCOPES)],
+          user,
+          pages: [],
+          instagram: { userId: a.id, appScopedId: derivedId(`ig-app-scoped:${a.id}`), username, name: username, accountType: 'BUSINESS' },
+        };
+      }
+      const token = (a.kind === 'instagram' ? 'IGAA' : 'EAAB') + base62(randomBytes(120));
+      const expiresAt = a.kind === 'page' ? 0 : (a.expiresAt ?? issuedAt + LONG_TOKEN_S * 1000);
+      this.tokens.set(sha256Hex(token), {
+        fingerprint: tokenFingerprint(token),
+        kind: a.kind,
+        long: true,
+        appId: app.appId,
+        grant,
+        ...(a.kind === 'page' && { pageId: a.id }),
+        issuedAt,
+        expiresAt,
+      });
+      if (a.subscribedFields) this.subscribe(a.id, app.appId, a.kind, a.subscribedFields);
+      return { kind: a.kind, id: a.id, accessToken: token, expiresAt: expiresAt === 0 ? null : expiresAt };
+    });
+  }
+
+  // Invalidation (a password change, a lost role) ---------------------------------------------
+
+  /** Whether a token issued here belongs to the account: its Page (or the Page's Instagram account), its Instagram account, or its Facebook user. */
+  private tokenOfAccount(record: TokenRecord, accountId: string): boolean {
+    const grant = record.grant;
+    if (grant.flow === 'facebook' && grant.user.id === accountId) return true;
+    if (record.kind === 'page') {
+      const page = grant.pages.find((p) => p.id === record.pageId);
+      return record.pageId === accountId || page?.instagram?.id === accountId;
+    }
+    if (record.kind === 'instagram') return grant.instagram?.userId === accountId || grant.instagram?.appScopedId === accountId;
+    // A user token is the session the account's Page tokens come from: it dies with them.
+    return grant.pages.some((p) => p.id === accountId || p.instagram?.id === accountId);
+  }
+
+  /**
+   * Kills every token of the account issued so far, as Meta does on a password change: Page
+   * tokens of the Page (or of the Page linked to the Instagram account), user tokens that granted
+   * it, Instagram-Login tokens of the account, every token of a Facebook user when `accountId` is
+   * the user, and hand-typed tokens seen sending as the account (`extraFingerprints`: the echo
+   * configuration's) — and any hand-typed token that sends as it later (`accountInvalidated`).
+   * Tokens the sandbox issues later (a reconnect) are valid. Returns how many were killed.
+   */
+  invalidateAccount(accountId: string, extraFingerprints: readonly string[] = []): number {
+    const now = this.now();
+    let killed = 0;
+    for (const record of this.tokens.values()) {
+      if (record.invalidatedAt === undefined && this.tokenOfAccount(record, accountId)) {
+        record.invalidatedAt = now;
+        killed++;
+      }
+    }
+    for (const fp of [...(this.handTokens.get(accountId) ?? []), ...extraFingerprints]) {
+      if (!this.deadHandTokens.has(fp)) {
+        this.deadHandTokens.add(fp);
+        killed++;
+      }
+    }
+    this.handTokens.delete(accountId);
+    this.invalidatedAccounts.add(accountId);
+    return killed;
+  }
+
+  /**
+   * Whether `invalidateAccount` was called for the account. A token the sandbox did not issue
+   * cannot be told old from new, so every such token sending as the account is refused from then
+   * on (a channel connected by hand has to be reconnected through OAuth, or the sandbox reset).
+   */
+  accountInvalidated(accountId: string): boolean {
+    return this.invalidatedAccounts.has(accountId);
+  }
+
+  /** Remembers a token the sandbox did not issue sending as `accountId` (see `invalidateAccount`). */
+  noteHandToken(accountId: string, token: string): void {
+    const fp = tokenFingerprint(token);
+    if (this.deadHandTokens.has(fp)) return;
+    let set = this.handTokens.get(accountId);
+    if (!set) {
+      if (this.handTokens.size >= MAX_HAND_TOKEN_ACCOUNTS) this.handTokens.delete(this.handTokens.keys().next().value!);
+      this.handTokens.set(accountId, (set = new Set()));
+    }
+    if (set.size < MAX_HAND_TOKENS_PER_ACCOUNT) set.add(fp);
+  }
+
+  /** Killed by `invalidateAccount`: an issued token, or a hand-typed one. */
+  isInvalidated(token: string | undefined): boolean {
+    if (token === undefined) return false;
+    const record = this.lookupToken(token);
+    if (record) return record.invalidatedAt !== undefined;
+    return this.deadHandTokens.has(tokenFingerprint(token));
+  }
+
   isExpired(record: TokenRecord): boolean {
     return record.expiresAt !== 0 && record.expiresAt <= this.now();
   }
@@ -584,6 +779,7 @@ export class OAuthStore {
         scopes: [...t.grant.scopes],
         issuedAt: t.issuedAt,
         expiresAt: t.expiresAt === 0 ? null : t.expiresAt,
+        invalidatedAt: t.invalidatedAt ?? null,
       })),
       codes: { issued: this.codes.size, redeemed: this.redeemed },
       clockOffsetMs: this.clockOffset,
@@ -598,6 +794,9 @@ export class OAuthStore {
     this.codes.clear();
     this.tokens.clear();
     this.subscriptions.clear();
+    this.handTokens.clear();
+    this.deadHandTokens.clear();
+    this.invalidatedAccounts.clear();
     this.redeemed = 0;
   }
 }

@@ -51,6 +51,12 @@ function expiredToken(store: OAuthStore, record: TokenRecord): Reply {
   );
 }
 
+const SESSION_INVALIDATED =
+  'Error validating access token: The session has been invalidated because the user changed their password or Facebook has changed the session for security reasons.';
+
+/** Meta's answer for a token killed by a password change (contract §4.2: 190/460). */
+export const sessionInvalidated = (): Reply => oauthError(SESSION_INVALIDATED, 190, 460);
+
 const pageTokenRequired = (): Reply => oauthError('(#210) A page access token is required to request this resource.', 210);
 
 // ---------------------------------------------------------------------------------------------
@@ -88,6 +94,7 @@ function seconds(ms: number): number {
 function tokenOf(call: GraphCall, token: string | undefined, kinds: readonly TokenKind[]): TokenRecord | Reply {
   const record = call.oauth.lookupToken(token);
   if (!record) return invalidToken();
+  if (record.invalidatedAt !== undefined) return sessionInvalidated();
   if (call.oauth.isExpired(record)) return expiredToken(call.oauth, record);
   if (!kinds.includes(record.kind)) {
     if (kinds.includes('page') && record.kind === 'user') return pageTokenRequired();
@@ -178,6 +185,8 @@ function pageFields(page: GrantedPage, accessToken: string | undefined): Record<
  * typed into the CLI) pass, so the Send API stays usable without OAuth.
  */
 export function checkIssuedToken(call: GraphCall): Reply | undefined {
+  // Invalidated tokens (`invalidateTokens`) fail everywhere, the Send API's hand-typed ones included.
+  if (call.oauth.isInvalidated(call.token)) return sessionInvalidated();
   const record = call.oauth.lookupToken(call.token);
   if (!record || call.token === undefined) return undefined;
   if (call.oauth.isExpired(record)) return expiredToken(call.oauth, record);
@@ -197,7 +206,11 @@ export function checkIssuedToken(call: GraphCall): Reply | undefined {
 /** Send API: a sandbox-issued token sends only as its own account (its Page, the Page's Instagram account, or its Instagram account). */
 export function checkSender(call: GraphCall, node: string): Reply | undefined {
   const record = call.oauth.lookupToken(call.token);
-  if (!record) return undefined;
+  if (!record) {
+    if (node !== 'me' && call.oauth.accountInvalidated(node)) return sessionInvalidated();
+    if (call.token !== undefined && node !== 'me') call.oauth.noteHandToken(node, call.token);
+    return undefined;
+  }
   if (record.kind === 'user') return pageTokenRequired();
   if (node !== 'me' && !call.oauth.sendersFor(record).includes(node)) return unsupportedRequest(call.method, node);
   return undefined;
@@ -529,6 +542,7 @@ function debugToken(call: GraphCall): Reply {
     if (scope.startsWith('instagram_')) return linkedIg;
     return undefined;
   };
+  const invalidated = record.invalidatedAt !== undefined;
   const expired = store.isExpired(record);
   return {
     status: 200,
@@ -539,7 +553,7 @@ function debugToken(call: GraphCall): Reply {
         application: store.appName(record.appId),
         data_access_expires_at: seconds(record.issuedAt) + 90 * 86_400,
         expires_at: record.expiresAt === 0 ? 0 : seconds(record.expiresAt),
-        is_valid: !expired,
+        is_valid: !expired && !invalidated,
         issued_at: seconds(record.issuedAt),
         ...(record.kind === 'page' && { profile_id: record.pageId }),
         scopes: [...grant.scopes],
@@ -548,7 +562,8 @@ function debugToken(call: GraphCall): Reply {
           return ids ? { scope, target_ids: ids } : { scope };
         }),
         user_id: record.kind === 'instagram' ? grant.instagram!.appScopedId : grant.user.id,
-        ...(expired && {
+        ...(invalidated && { error: { code: 190, subcode: 460, message: SESSION_INVALIDATED } }),
+        ...(expired && !invalidated && {
           error: {
             code: 190,
             subcode: 463,

@@ -992,6 +992,138 @@ describe('secrets in the records', () => {
   });
 });
 
+describe('invalidateTokens: a password change', () => {
+  const appToken = `${FB_APP.appId}|${FB_APP.appSecret}`;
+  const igAppToken = `${IG_APP.appId}|${IG_APP.appSecret}`;
+
+  function send(node: string, token: string): Promise<Response> {
+    return fetch(`${sandbox.url}/v23.0/${node}/messages?access_token=${encodeURIComponent(token)}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ recipient: { id: PSID }, messaging_type: 'RESPONSE', message: { text: 'hello' } }),
+    });
+  }
+
+  async function expect460(res: Response): Promise<void> {
+    const error = await graphError(res);
+    expect(error).toMatchObject({ code: 190, error_subcode: 460, type: 'OAuthException' });
+  }
+
+  it("kills a Page's tokens from onboarding: Send API, subscribed_apps and /me answer 190/460, debug_token says invalid", async () => {
+    const { userToken, pages } = await facebookOnboarding();
+    const tokenA = pages.find((p) => p.id === PAGE_A)!.access_token;
+    const tokenB = pages.find((p) => p.id === PAGE_B)!.access_token;
+    expect((await send(PAGE_A, tokenA)).status).toBe(200);
+
+    expect(sandbox.invalidateTokens(PAGE_A)).toBe(3); // the Page token and both user tokens of the session
+
+    await expect460(await send(PAGE_A, tokenA));
+    await expect460(await send('me', tokenA));
+    await expect460(await send(PAGE_A_IG, tokenA));
+    await expect460(await get(`/v23.0/${PAGE_A}/subscribed_apps`, { access_token: tokenA }));
+    await expect460(await get('/v23.0/me', { access_token: tokenA }));
+    await expect460(await get('/v23.0/me/accounts', { access_token: userToken }));
+    const { data } = await json<{ data: Record<string, unknown> }>(await get('/v23.0/debug_token', { input_token: tokenA, access_token: appToken }));
+    expect(data).toMatchObject({ is_valid: false, profile_id: PAGE_A, error: { code: 190, subcode: 460 } });
+    // Another Page's token, not derived from this session's Page, stays usable.
+    expect((await send(PAGE_B, tokenB)).status).toBe(200);
+    expect(sandbox.oauthState().tokens.filter((t) => t.invalidatedAt !== null).map((t) => [t.kind, t.accountId])).toEqual(
+      expect.arrayContaining([['page', PAGE_A], ['user', FB_USER]]),
+    );
+  });
+
+  it('a token issued after the invalidation (a reconnect) works', async () => {
+    const before = await pageToken();
+    sandbox.invalidateTokens(PAGE_A);
+    const after = await pageToken();
+    expect(after).not.toBe(before);
+    expect((await send(PAGE_A, after)).status).toBe(200);
+    await expect460(await send(PAGE_A, before));
+  });
+
+  it('kills an Instagram-Login token: refresh fails with 190, debug_token invalid; the Facebook user id kills all its Facebook tokens', async () => {
+    const token = await instagramToken();
+    sandbox.advanceOAuthClock(25 * HOUR);
+    expect(sandbox.invalidateTokens(IG_USER_ID)).toBe(2); // the short- and the long-lived token
+    await expect460(await get('/refresh_access_token', { grant_type: 'ig_refresh_token', access_token: token }));
+    await expect460(await send('me', token));
+    const { data } = await json<{ data: Record<string, unknown> }>(await get('/v23.0/debug_token', { input_token: token, access_token: igAppToken }));
+    expect(data).toMatchObject({ is_valid: false, error: { code: 190, subcode: 460 } });
+
+    const { pages } = await facebookOnboarding();
+    expect(sandbox.invalidateTokens(FB_USER)).toBe(4); // both user tokens and both Page tokens
+    for (const p of pages) await expect460(await send(p.id, p.access_token));
+  });
+
+  it('kills hand-typed Send API tokens of the account, seen before or not, over the control route too', async () => {
+    const hand = 'EAAB-typed-into-the-cli';
+    expect((await send(PAGE_B, hand)).status).toBe(200);
+    expect((await send(PAGE_A, 'EAAB-other-account')).status).toBe(200);
+    const res = await fetch(`${sandbox.url}/_sandbox/oauth/invalidate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ accountId: PAGE_B }),
+    });
+    expect(await res.json()).toEqual({ invalidated: 1 });
+    await expect460(await send(PAGE_B, hand));
+    // A hand-typed token never seen before (a channel connected by hand, never used): refused too.
+    await expect460(await send(PAGE_B, 'EAAB-never-seen-before'));
+    // Another account's hand-typed token is unaffected.
+    expect((await send(PAGE_A, 'EAAB-other-account')).status).toBe(200);
+    const bad = await fetch(`${sandbox.url}/_sandbox/oauth/invalidate`, { method: 'POST', body: JSON.stringify({ accountId: 'abc' }) });
+    expect(bad.status).toBe(400);
+    expect(() => sandbox.invalidateTokens('not-an-id')).toThrow(/numeric/);
+  });
+
+  it('reset() brings invalidated tokens back to a fresh state', async () => {
+    const hand = 'EAAB-hand';
+    await send(PAGE_B, hand);
+    sandbox.invalidateTokens(PAGE_B);
+    sandbox.reset();
+    expect((await send(PAGE_B, hand)).status).toBe(200);
+  });
+});
+
+describe('seedTokens: many accounts without dialogs', () => {
+  it('mints working Page and Instagram tokens with the chosen times, subscribed when asked', async () => {
+    const now = sandbox.oauthState().clockOffsetMs + Date.now();
+    const issuedAt = now - 50 * 24 * HOUR;
+    const seeded = sandbox.seedTokens([
+      { kind: 'page', id: '500000000000001', subscribedFields: ['messages', 'message_echoes'] },
+      { kind: 'instagram', id: '17841400000500001', issuedAt, name: 'seeded.account' },
+    ]);
+    expect(seeded).toEqual([
+      { kind: 'page', id: '500000000000001', accessToken: expect.stringMatching(/^EAAB/), expiresAt: null },
+      { kind: 'instagram', id: '17841400000500001', accessToken: expect.stringMatching(/^IGAA/), expiresAt: issuedAt + 5_183_944_000 },
+    ]);
+    const [page, ig] = seeded as [(typeof seeded)[0], (typeof seeded)[0]];
+
+    const debug = await json<{ data: Record<string, unknown> }>(
+      await get('/v23.0/debug_token', { input_token: page.accessToken, access_token: `${FB_APP.appId}|${FB_APP.appSecret}` }),
+    );
+    expect(debug.data).toMatchObject({ is_valid: true, expires_at: 0, type: 'PAGE', profile_id: '500000000000001', scopes: expect.arrayContaining(['pages_messaging']) });
+    const apps = await json<{ data: Array<{ id: string; subscribed_fields: string[] }> }>(
+      await get('/v23.0/500000000000001/subscribed_apps', { access_token: page.accessToken }),
+    );
+    expect(apps.data).toEqual([{ id: FB_APP.appId, name: 'Switchboard (sandbox)', subscribed_fields: ['messages', 'message_echoes'] }]);
+
+    const refreshed = await json<TokenAnswer>(await get('/refresh_access_token', { grant_type: 'ig_refresh_token', access_token: ig.accessToken }));
+    expect(refreshed.expires_in).toBe(5_183_944);
+    const me = await json(await get('/v23.0/me', { fields: 'user_id,username', access_token: refreshed.access_token }));
+    expect(me).toEqual({ user_id: '17841400000500001', username: 'seeded.account' });
+  });
+
+  it('seeds over the control route and refuses an invalid account', async () => {
+    const post = (body: unknown) =>
+      fetch(`${sandbox.url}/_sandbox/oauth/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const ok = await post({ accounts: [{ kind: 'page', id: '500000000000002' }] });
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { tokens: unknown[] }).tokens).toHaveLength(1);
+    expect((await post({ accounts: [{ kind: 'page', id: 'x' }] })).status).toBe(400);
+    expect(() => sandbox.seedTokens([{ kind: 'page', id: '1', scopes: 'no' } as never])).toThrow(/invalid seed accounts/);
+  });
+});
+
 describe('control', () => {
   it('authorize() and POST /_sandbox/oauth/authorize answer the dialog without a browser', async () => {
     const location = new URL(sandbox.authorize(fbDialogUrl(), 'allow', [PAGE_A]));
