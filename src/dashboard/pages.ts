@@ -29,6 +29,12 @@ ${can(principal, 'keys.rotate') ? link('/dashboard/keys', 'Keys', 'keys') : ''}
 </header>`;
 }
 
+/**
+ * The tenant's open notices (a channel to reconnect, a token about to expire), filled from
+ * /api/v1/tenants/:id/notices at the top of the page; hidden while there are none.
+ */
+const noticesRegion = html`<section id="notices" class="notices" aria-label="Notices" aria-live="polite" hidden></section>`;
+
 const liveStatus = html`<p class="live-status"><span id="updated" aria-live="off">Loading…</span></p>
 <p id="announcer" class="visually-hidden" aria-live="polite" aria-atomic="true"></p>
 <p id="problem" class="problem" role="alert" hidden></p>`;
@@ -54,8 +60,10 @@ export function overviewPage(principal: Principal, assets: PageAssets): string {
     title: 'Overview',
     page: 'overview',
     assets,
+    // A tenant user's overview shows its own tenant's notices too.
+    data: principal.tenantId ? { 'notices-tenant-id': principal.tenantId } : {},
     nav: nav(principal, 'overview'),
-    main: html`<h1>Overview</h1>
+    main: html`${principal.tenantId ? noticesRegion : ''}<h1>Overview</h1>
 ${liveStatus}
 <section aria-labelledby="tenants-heading">
 <h2 id="tenants-heading">Tenants</h2>
@@ -71,7 +79,8 @@ export function tenantPage(principal: Principal, tenantId: string, assets: PageA
     data: { 'tenant-id': tenantId },
     assets,
     nav: nav(principal, 'other'),
-    main: html`<p class="crumbs"><a href="/dashboard">Overview</a> › Tenant</p>
+    main: html`${noticesRegion}
+<p class="crumbs"><a href="/dashboard">Overview</a> › Tenant</p>
 <h1 id="tenant-name">Tenant <span class="mono">${tenantId}</span></h1>
 ${liveStatus}
 ${tenantSections()}
@@ -125,6 +134,7 @@ ${liveStatus}
 <li>Wait here for “Data keys to rewrap” to reach 0, then <code>npm run cli -- keys:retire --version 1</code>.</li>
 <li>Remove the old key from <code>MASTER_KEYS</code> only after Temporal's retention period has passed.</li>
 </ol>
+<p>Tenant data keys also rotate on their own: the Temporal Schedule <code>data-key-rotation</code> (daily) gives every tenant whose key is “due” above a new one, through the same workflow.</p>
 <p>The full runbook: <code>docs/security.md</code>, “Rotation runbook”.</p>
 </section>`,
   });

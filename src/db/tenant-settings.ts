@@ -208,3 +208,137 @@ export async function loadLlmApiKey(pool: Pool, vault: SecretVault, tenantId: st
   });
   return key;
 }
+
+// ---- notifications (issue 8, docs/token-lifecycle.md "Notifications") ---------------------------
+
+/** Where a tenant hears about its channels' tokens: an address (else its owners) and an optional signed webhook. */
+export interface NotificationSettings {
+  /** null: the tenant's active owners are e-mailed. */
+  notifyEmail: string | null;
+  webhookUrl: string | null;
+  /** Whether a signing secret exists (it is shown once, when generated, and never again). */
+  webhookSecretSet: boolean;
+}
+
+export interface NotificationSettingsPatch {
+  /** null: back to the owners. */
+  notifyEmail?: string | null;
+  /** null: no webhook (the secret goes with it). */
+  webhookUrl?: string | null;
+  rotateWebhookSecret?: boolean;
+}
+
+const notifySecretLocation = (tenantId: string, rowId: string): SecretLocation => ({ tenantId, table: 'tenant_settings', column: 'notify_webhook_secret', rowId });
+
+export async function loadNotificationSettings(db: Pool | Queryable, tenantId: string): Promise<NotificationSettings> {
+  const { rows } = await inTenant(db, tenantId, (tx) =>
+    tx.query<{ notify_email: string | null; notify_webhook_url: string | null; has_secret: boolean }>(
+      `SELECT notify_email, notify_webhook_url, notify_webhook_secret_ciphertext IS NOT NULL AS has_secret
+         FROM tenant_settings WHERE tenant_id = $1`,
+      [tenantId],
+    ),
+  );
+  const r = rows[0];
+  return { notifyEmail: r?.notify_email ?? null, webhookUrl: r?.notify_webhook_url ?? null, webhookSecretSet: r?.has_secret ?? false };
+}
+
+/**
+ * Applies a validated patch with its `settings.updated` audit event in one transaction. A new
+ * signing secret is generated when asked for, or when a webhook URL is set and none exists; it is
+ * returned here once (sealed in the vault, never readable through any API again). Removing the URL
+ * removes the secret, so the next URL starts with a fresh one.
+ */
+export async function updateNotificationSettings(
+  pool: Pool,
+  vault: SecretVault,
+  tenantId: string,
+  patch: NotificationSettingsPatch,
+  opts: { actor: AuditActor; requestId?: string; ip?: string; userAgent?: string; generateSecret: () => string },
+): Promise<{ settings: NotificationSettings; webhookSecret: string | null }> {
+  let webhookSecret: string | null = null;
+  await withTenant(pool, tenantId, async (client) => {
+    const { rows } = await client.query<{ id: string; has_secret: boolean; notify_webhook_url: string | null }>(
+      `INSERT INTO tenant_settings (tenant_id) VALUES ($1)
+       ON CONFLICT (tenant_id) DO UPDATE SET updated_at = now()
+       RETURNING id, notify_webhook_secret_ciphertext IS NOT NULL AS has_secret, notify_webhook_url`,
+      [tenantId],
+    );
+    const row = rows[0]!;
+    const sets: string[] = [];
+    const values: unknown[] = [];
+    const set = (column: string, value: unknown) => {
+      values.push(value);
+      sets.push(`${column} = $${values.length + 1}`);
+    };
+    if (patch.notifyEmail !== undefined) set('notify_email', patch.notifyEmail);
+    const url = patch.webhookUrl !== undefined ? patch.webhookUrl : row.notify_webhook_url;
+    if (patch.webhookUrl !== undefined) set('notify_webhook_url', patch.webhookUrl);
+    if (url === null) {
+      if (row.has_secret) {
+        set('notify_webhook_secret_ciphertext', null);
+        set('notify_webhook_secret_version', null);
+      }
+    } else if (patch.rotateWebhookSecret === true || !row.has_secret) {
+      webhookSecret = opts.generateSecret();
+      const sealed = await vault.encrypt(notifySecretLocation(tenantId, row.id), webhookSecret, client);
+      set('notify_webhook_secret_ciphertext', sealed.blob);
+      set('notify_webhook_secret_version', sealed.keyVersion);
+    }
+    if (sets.length > 0) await client.query(`UPDATE tenant_settings SET ${sets.join(', ')} WHERE tenant_id = $1`, [tenantId, ...values]);
+    await appendAuditEvent(client, {
+      tenantId,
+      actor: opts.actor,
+      action: 'settings.updated',
+      resource: `tenant:${tenantId}`,
+      outcome: 'success',
+      ip: opts.ip,
+      userAgent: opts.userAgent,
+      requestId: opts.requestId,
+      // Field names only: the address is personal data and the secret is a secret (a detail named "…secret…" would be dropped anyway).
+      details: { fields: Object.keys(patch).filter((k) => k !== 'rotateWebhookSecret').sort(), signingKeyGenerated: webhookSecret !== null },
+    });
+  });
+  return { settings: await loadNotificationSettings(pool, tenantId), webhookSecret };
+}
+
+/**
+ * The webhook URL and its signing secret, decrypted for one delivery attempt: counted
+ * (`secret_decrypts`, purpose `notify.webhook`) and audited (`token.decrypted`) before it is
+ * returned, like every other secret. Null when the tenant has no webhook.
+ */
+export async function loadNotifyWebhook(pool: Pool, vault: SecretVault, tenantId: string): Promise<{ url: string; secret: string } | null> {
+  const { rows } = await inTenant(pool, tenantId, (tx) =>
+    tx.query<{ id: string; notify_webhook_url: string | null; notify_webhook_secret_ciphertext: Buffer | null }>(
+      'SELECT id, notify_webhook_url, notify_webhook_secret_ciphertext FROM tenant_settings WHERE tenant_id = $1',
+      [tenantId],
+    ),
+  );
+  const r = rows[0];
+  if (!r?.notify_webhook_url || !r.notify_webhook_secret_ciphertext) return null;
+  const secret = await vault.decrypt(notifySecretLocation(tenantId, r.id), r.notify_webhook_secret_ciphertext);
+  await withTenant(pool, tenantId, async (client) => {
+    await recordSecretDecrypt(client, tenantId, 'notify.webhook');
+    await appendAuditEvent(client, {
+      tenantId,
+      actor: { type: 'system', id: 'switchboard' },
+      action: 'token.decrypted',
+      resource: `tenant_settings:${r.id}`,
+      outcome: 'success',
+      details: { purpose: 'notify.webhook' },
+    });
+  });
+  return { url: r.notify_webhook_url, secret };
+}
+
+/** Who gets the notification e-mails: the configured address, else every active owner (personal data: never logged). */
+export async function notificationRecipients(db: Pool | Queryable, tenantId: string): Promise<string[]> {
+  return inTenant(db, tenantId, async (tx) => {
+    const { rows } = await tx.query<{ notify_email: string | null }>('SELECT notify_email FROM tenant_settings WHERE tenant_id = $1', [tenantId]);
+    if (rows[0]?.notify_email) return [rows[0].notify_email];
+    const owners = await tx.query<{ email: string }>(
+      `SELECT email FROM tenant_users WHERE tenant_id = $1 AND role = 'owner' AND disabled_at IS NULL ORDER BY created_at, id LIMIT 20`,
+      [tenantId],
+    );
+    return owners.rows.map((o) => o.email);
+  });
+}

@@ -10,6 +10,8 @@ import { createLogger } from '../../src/logger';
 import { AesGcmPayloadCodec } from '../../src/temporal/payload-codec';
 import { conversationWorkflowId } from '../../src/temporal/ids';
 import { DASHBOARD_CSP } from '../../src/dashboard/router';
+import { closeEpisodes } from '../../src/notifications/episodes';
+import { noteTokenExpiring, requireReauth } from '../../src/notifications/reauth';
 import { collectPageProblems, launchChromium, screenshot, startTemporalUiStandIn, type TemporalUiStandIn } from '../support/browser';
 import { createTestAccount, eventually, signIn, startTestStack, type TestStack } from '../support/stack';
 import { PAGE_A, PAGE_B, postWebhook, textDelivery } from '../support/webhooks';
@@ -190,6 +192,42 @@ describe('the dashboard in a browser', () => {
     await screenshot(op.page, '10-operator-keys');
     expect(pageErrors(op.problems)).toEqual([]);
   });
+
+  it('open notices show as a banner on a tenant user\'s overview and the tenant page, live, and go when resolved', async () => {
+    // The episodes as requireReauth / noteTokenExpiring leave them; the e-mail side is tested in test/integration/notifications.test.ts.
+    const quiet = { start: async () => undefined };
+    const deadId = (await connectChannel(stack.db.pool, stack.vault, { tenantId, platform: 'messenger', accountId: PAGE_B, accessToken: 'EAAB-dashboard-token-b' })).id;
+    await requireReauth(stack.db.pool, quiet, createLogger('test', 'silent'), { tenantId, channelId: deadId, reason: 'GraphAuthExpired (code 190)' });
+    const conversation = await stack.db.ownerPool.query<{ id: string }>('INSERT INTO conversations (tenant_id, channel_id, customer_id) VALUES ($1, $2, $3) RETURNING id', [tenantId, deadId, '7291845503619911']);
+    for (let i = 0; i < 2; i++) {
+      await stack.db.ownerPool.query(
+        "INSERT INTO messages (tenant_id, channel_id, conversation_id, direction, author, kind, status, error) VALUES ($1, $2, $3, 'outbound', 'bot', 'text', 'parked', '{}')",
+        [tenantId, deadId, conversation.rows[0]!.id],
+      );
+    }
+
+    const { page, problems } = await signedInPage(admin);
+    const critical = page.locator('#notices .notice.critical');
+    await critical.waitFor({ timeout: LIVE_UPDATE_MS });
+    expect(await critical.locator('.notice-text').textContent()).toBe(`Facebook Page ${PAGE_B} needs to be reconnected — replies are on hold (2 parked)`);
+    expect(await critical.locator('a').getAttribute('href')).toBe('/portal');
+
+    await page.goto(`${stack.gatewayUrl}/dashboard/tenants/${tenantId}`);
+    await critical.waitFor({ timeout: LIVE_UPDATE_MS });
+    // A token about to expire appears without a reload, below the critical one.
+    await noteTokenExpiring(stack.db.pool, quiet, { tenantId, channelId, level: 'warning', reason: 'token expires soon', expiresAt: new Date(Date.now() + 3 * 86_400_000 - 60_000) });
+    const warning = page.locator('#notices .notice.warning');
+    await warning.waitFor({ timeout: LIVE_UPDATE_MS });
+    expect(await warning.locator('.notice-text').textContent()).toBe(`Facebook Page ${PAGE_A}: token expires in 3 days — reconnect it to avoid an interruption`);
+    await screenshot(page, '11-tenant-notices');
+
+    // Resolved (the reconnect closes the episodes): the banner goes.
+    await closeEpisodes(stack.db.pool, tenantId, deadId, ['reauth_required'], 'reconnected');
+    await closeEpisodes(stack.db.pool, tenantId, channelId, ['token_expiring'], 'refreshed');
+    await page.locator('#notices').waitFor({ state: 'hidden', timeout: LIVE_UPDATE_MS });
+    expect(await page.locator('#notices .notice').count()).toBe(0);
+    expect(pageErrors(problems)).toEqual([]);
+  }, 60_000);
 });
 
 /**

@@ -21,6 +21,7 @@ import { createSwitchboardWorker } from '../../src/worker-setup';
 import { StaticKeyProvider } from '../../src/crypto/key-provider';
 import { SecretVault } from '../../src/crypto/vault';
 import { AesGcmPayloadCodec, createDataConverter } from '../../src/temporal/payload-codec';
+import { startSmtpCapture, type SmtpCapture } from '../../src/notifications/smtp-capture';
 
 export const TEST_APP_SECRET = 'test_app_secret_not_real';
 /** The Instagram app's secret (Instagram Login's code exchange; a second accepted webhook secret). */
@@ -140,6 +141,8 @@ export interface TestStack {
   client: Client;
   gatewayUrl: string;
   worker: Worker;
+  /** The local SMTP capture the stack's SMTP_URL points at (unless a test overrode SMTP_URL): every notification e-mail lands here. */
+  mail: SmtpCapture;
   close(): Promise<void>;
 }
 
@@ -157,7 +160,8 @@ export async function startTestStack(overrides: Record<string, string> = {}, log
   const server: Server = createServer((req, res) => handler(req, res));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const gatewayUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const config = testConfig({ DATABASE_URL: db.url, GRAPH_API_BASE: sandbox.url, INSTAGRAM_API_BASE: sandbox.url, ...onboardingTestConfig(sandbox.url, gatewayUrl), ...overrides });
+  const mail = await startSmtpCapture();
+  const config = testConfig({ DATABASE_URL: db.url, GRAPH_API_BASE: sandbox.url, INSTAGRAM_API_BASE: sandbox.url, SMTP_URL: mail.url, PUBLIC_BASE_URL: gatewayUrl, ...onboardingTestConfig(sandbox.url, gatewayUrl), ...overrides });
   // With a capture, log everything (debug) so a test can prove what never reaches a log line.
   const logger = logs ? createLogger('test', 'debug', { destination: logs.stream }) : createLogger('test', 'silent');
   const keys = StaticKeyProvider.fromSpec(config.MASTER_KEYS);
@@ -188,6 +192,7 @@ export async function startTestStack(overrides: Record<string, string> = {}, log
     client,
     gatewayUrl,
     worker,
+    mail,
     async close() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
@@ -196,6 +201,7 @@ export async function startTestStack(overrides: Record<string, string> = {}, log
       await nativeConnection.close();
       await connection.close();
       await sandbox.close();
+      await mail.close();
       await db.drop();
     },
   };

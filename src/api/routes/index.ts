@@ -10,6 +10,7 @@ import { sessionsRoutes } from './sessions';
 import { tenantsRoutes } from './tenants';
 import { usersRoutes } from './users';
 import { metricsRoutes } from './metrics';
+import { notificationsRoutes } from './notifications';
 import { workflowsRoutes } from './workflows';
 
 /** Every /api/v1 operation (walked by the OpenAPI generator and by test/integration/api-authz.test.ts). */
@@ -26,5 +27,6 @@ export function allApiRoutes(_deps: ApiDeps): ApiRoute[] {
     ...keysRoutes(_deps),
     ...metricsRoutes(_deps),
     ...workflowsRoutes(_deps),
+    ...notificationsRoutes(_deps),
   ];
 }

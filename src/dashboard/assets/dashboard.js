@@ -322,11 +322,51 @@
     ]);
   }
 
+  // ---- notices (banner) ------------------------------------------------------------------------
+
+  const PLATFORM_ACCOUNT = { instagram: 'Instagram account', messenger: 'Facebook Page' };
+
+  function daysUntil(iso) {
+    return Math.max(0, Math.ceil((Date.parse(iso) - Date.now()) / 86_400_000));
+  }
+
+  /** One line per open notice, in words a business owner understands, with the way out (the portal). */
+  function noticeItem(n) {
+    const account = `${PLATFORM_ACCOUNT[n.platform] || n.platform} ${n.accountId}`;
+    let message;
+    if (n.kind === 'reauth_required') {
+      message = `${account} needs to be reconnected — replies are on hold${n.parkedReplies > 0 ? ` (${n.parkedReplies} parked)` : ''}`;
+    } else if (n.expiresAt) {
+      const days = daysUntil(n.expiresAt);
+      message = `${account}: token expires ${days === 0 ? 'today' : `in ${days} day${days === 1 ? '' : 's'}`} — reconnect it to avoid an interruption`;
+    } else {
+      message = `${account}: token expires soon — reconnect it to avoid an interruption`;
+    }
+    return h(
+      'p',
+      { class: `notice ${n.level === 'critical' ? 'critical' : 'warning'}`, 'data-notice-id': n.id, 'data-kind': n.kind, 'data-channel-id': n.channelId },
+      h('span', { class: 'notice-text' }, message),
+      ' ',
+      h('a', { href: '/portal', class: 'notice-action' }, 'Reconnect in the portal'),
+    );
+  }
+
+  function renderNotices(container, notices) {
+    // Only what the banner shows: the relative "in N days" is recomputed on every poll.
+    const data = notices.map((n) => [n.id, n.kind, n.level, n.parkedReplies, n.expiresAt ? daysUntil(n.expiresAt) : null, n.accountId]);
+    renderIfChanged(container, data, () => notices.map(noticeItem));
+    container.hidden = notices.length === 0;
+  }
+
   // ---- tenant sections -------------------------------------------------------------------------
 
   async function loadTenant(tenantId, regions) {
     const t = encodeURIComponent(tenantId);
     const jobs = [
+      regions.notices && api(`/tenants/${t}/notices`).then((b) => renderNotices(regions.notices, listOf(b)), (e) => {
+          sectionProblem(regions.notices, e);
+          regions.notices.hidden = false;
+        }),
       regions.channels && api(`/tenants/${t}/channels`).then((b) => renderChannels(regions.channels, listOf(b)), (e) => sectionProblem(regions.channels, e)),
       regions.metrics && api(`/tenants/${t}/metrics?window=${METRICS_WINDOW}`).then((m) => renderMetrics(regions.metrics, m), (e) => sectionProblem(regions.metrics, e)),
       regions.workflows && api(`/tenants/${t}/workflows`).then((w) => renderWorkflows(regions.workflows, w), (e) => sectionProblem(regions.workflows, e)),
@@ -399,13 +439,17 @@
         }
         return nodes;
       });
-      await Promise.all([...cards].map(([id, regions]) => loadTenant(id, regions)));
+      const noticesTenant = document.body.dataset.noticesTenantId;
+      await Promise.all([
+        ...[...cards].map(([id, regions]) => loadTenant(id, regions)),
+        noticesTenant && $('#notices') ? loadTenant(noticesTenant, { notices: $('#notices') }) : null,
+      ]);
     });
   }
 
   function tenant() {
     const tenantId = document.body.dataset.tenantId;
-    const regions = { channels: $('#channels'), metrics: $('#metrics'), workflows: $('#workflows'), conversations: $('#conversations') };
+    const regions = { notices: $('#notices'), channels: $('#channels'), metrics: $('#metrics'), workflows: $('#workflows'), conversations: $('#conversations') };
     // The name is a nicety: the page works without it.
     api(`/tenants/${encodeURIComponent(tenantId)}`).then(
       (t) => {
@@ -418,6 +462,13 @@
     );
     poll(() => loadTenant(tenantId, regions));
   }
+
+  /** Outbound states that need the tenant's eye, labelled; the others show as their plain name. */
+  const MESSAGE_STATUS = {
+    parked: { label: 'Parked', badge: 'warn', cls: 'parked' },
+    outside_window: { label: 'Expired', badge: 'off', cls: 'not-sent' },
+    failed: { label: 'Failed', badge: 'bad', cls: 'not-sent' },
+  };
 
   function messageItem(m) {
     const who = m.author === 'customer' ? 'Customer' : m.author === 'bot' ? 'Assistant' : m.author === 'human_agent' ? 'Agent' : m.author;
@@ -432,11 +483,14 @@
     const extras = [];
     if (Array.isArray(m.attachments) && m.attachments.length > 0) extras.push(`Attachments: ${m.attachments.map((a) => a.type).join(', ')}`);
     if (m.storyUrl) extras.push('Refers to a story');
+    const status = Object.prototype.hasOwnProperty.call(MESSAGE_STATUS, m.status) ? MESSAGE_STATUS[m.status] : undefined;
     return h(
       'li',
-      { class: `message ${m.direction === 'outbound' ? 'outbound' : 'inbound'}`, 'data-message-id': m.id },
-      h('p', { class: 'meta' }, `${who} · ${m.kind || 'text'} · ${m.status || ''} · `, time(m.sentAt || m.createdAt)),
+      { class: `message ${m.direction === 'outbound' ? 'outbound' : 'inbound'}${status ? ` ${status.cls}` : ''}`, 'data-message-id': m.id, 'data-status': m.status },
+      h('p', { class: 'meta' }, `${who} · ${m.kind || 'text'} · `, status ? h('span', { class: `badge ${status.badge}` }, status.label) : m.status || '', ' · ', time(m.sentAt || m.createdAt)),
       content,
+      // Why a reply waits or was not sent (parked for reauthorization, window closed, failure): our wording, as text.
+      m.statusReason ? h('p', { class: 'status-reason' }, m.statusReason) : null,
       extras.length > 0 ? h('p', { class: 'meta' }, extras.join(' · ')) : null,
     );
   }
@@ -516,6 +570,8 @@
           ['Configured versions', k.configuredMasterKeyVersions.map((v) => `v${v}`).join(', ') || '—'],
           ['Data keys to rewrap', String(k.pending.rewrap)],
           ['Secrets to re-encrypt', String(k.pending.reencrypt)],
+          ['Rotation policy', `every ${k.policy.maxAgeDays} days or ${k.policy.maxEncryptions.toLocaleString()} encryptions`],
+          ['Data keys due for rotation', String(k.dueForRotation)],
         ].map(([label, value]) => h('div', {}, h('dt', {}, label), h('dd', {}, value))),
       ),
       h('p', {}, pending === 0 ? h('span', { class: 'badge ok' }, 'Up to date') : h('span', { class: 'badge warn' }, 'Rotation pending'), ' ', pending === 0 ? 'Every data key is wrapped by the active master key and every secret uses a current data key.' : 'Run the rotation below (or wait for the one running) to finish.'),
@@ -529,12 +585,38 @@
         ['Version', 'Tenants', 'Superseded', 'Encryptions', 'Oldest'],
         k.dataKeys.map((d) => [`v${d.version}`, String(d.tenants), String(d.superseded), String(d.encryptions), time(d.oldestCreatedAt, '—')]),
       ),
+      tenantKeyTable(k.tenantDataKeys),
       table(
         'Stored secrets',
         ['Column', 'Per data key version', 'On superseded keys'],
         k.secrets.map((x) => [`${x.table}.${x.column}`, Object.entries(x.byDataKeyVersion).map(([v, n]) => `v${v}: ${n}`).join(', ') || '—', String(x.onSupersededKeys)]),
       ),
     ]);
+  }
+
+  /** Due keys first, then the oldest: the ones an operator looks for, bounded for many tenants. */
+  const TENANT_KEY_ROWS = 50;
+  function tenantKeyTable(all) {
+    const sorted = all.slice().sort((a, b) => Number(b.due) - Number(a.due) || b.ageDays - a.ageDays);
+    const shown = sorted.slice(0, TENANT_KEY_ROWS);
+    return h(
+      'div',
+      {},
+      table(
+        'Data keys per tenant',
+        ['Tenant', 'Version', 'Master key', 'Age (days)', 'Encryptions', 'State', 'Rotation'],
+        shown.map((d) => [
+          h('code', {}, d.tenantId),
+          `v${d.version}`,
+          `v${d.masterKeyVersion}`,
+          String(d.ageDays),
+          d.encryptions.toLocaleString(),
+          d.superseded ? 'superseded' : 'current',
+          d.due ? h('span', { class: 'badge warn' }, `due (${d.dueBecause.join(', ')})`) : '—',
+        ]),
+      ),
+      sorted.length > shown.length ? h('p', { class: 'note' }, `${shown.length} of ${sorted.length} keys shown; npm run cli -- keys:status lists all.`) : null,
+    );
   }
 
   function keys() {
