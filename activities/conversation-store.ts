@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import {
   applyConversationEvent,
   createOutbound,
@@ -16,7 +16,9 @@ import {
   type RecordedInbound,
   type SendErrorRecord,
 } from '../src/db/conversations';
-import { markChannelReauthRequired } from '../src/db/channels';
+import type { ChannelStatus } from '../src/db/channels';
+import { listParkedOutbound, markOutboundParked, unparkOutbound, type ParkedOutbound } from '../src/db/parked-sends';
+import { requireReauth, temporalNotificationStarter } from '../src/notifications/reauth';
 import { loadTenantSettings } from '../src/db/tenant-settings';
 import type { ConversationMode, ConversationRef, ConversationSnapshot, EchoEvent, InboundEvent, MessageEvent, PostbackEvent } from '../src/shared/types';
 import type { ActivityDeps } from './index';
@@ -39,10 +41,12 @@ async function orphanSafe<T>(fn: () => Promise<T>): Promise<T> {
 /** Postgres reads and writes of the conversation workflow. Each is idempotent: retries and replays are safe. */
 export function createConversationActivities({ pool, logger }: Pick<ActivityDeps, 'pool' | 'logger'>) {
   return {
-    async loadConversationSnapshot(input: { ref: ConversationRef }): Promise<ConversationSnapshot> {
+    /** Also the conversation's parked replies: a run that completed idle (or continued as new) with parked sends still has them. */
+    async loadConversationSnapshot(input: { ref: ConversationRef }): Promise<ConversationSnapshot & { parked: ParkedOutbound[] }> {
       return orphanSafe(async () => {
         const [state, settings] = await Promise.all([loadConversationState(pool, input.ref), loadTenantSettings(pool, input.ref.tenantId)]);
-        return { ...state, settings: settings.agent };
+        const parked = await listParkedOutbound(pool, input.ref.tenantId, state.conversationId);
+        return { ...state, settings: settings.agent, parked };
       });
     },
 
@@ -71,6 +75,16 @@ export function createConversationActivities({ pool, logger }: Pick<ActivityDeps
       await markOutboundOutsideWindow(pool, input.tenantId, input.outboundId, input.reason);
     },
 
+    /** Parks a reply while its channel needs reauthorization; says whether the channel is (again) active. */
+    async markOutboundParked(input: { tenantId: string; outboundId: string; error: SendErrorRecord }): Promise<{ parked: boolean; channelStatus: ChannelStatus | null }> {
+      return markOutboundParked(pool, input.tenantId, input.outboundId, input.error);
+    },
+
+    /** A parked reply about to be sent after the reconnect goes back to `pending`; its status afterwards. */
+    async unparkOutbound(input: { tenantId: string; outboundId: string }): Promise<{ status: string | null; sendRound: number | null }> {
+      return unparkOutbound(pool, input.tenantId, input.outboundId);
+    },
+
     async setConversationMode(input: { ref: ConversationRef; mode: ConversationMode; reason: string; operator?: string; requestId?: string }): Promise<{ changed: boolean }> {
       return orphanSafe(() =>
         setConversationMode(pool, input.ref, input.mode, input.reason, {
@@ -84,9 +98,15 @@ export function createConversationActivities({ pool, logger }: Pick<ActivityDeps
       await touchHumanActivity(pool, input.tenantId, input.conversationId, new Date(input.at));
     },
 
+    /**
+     * The one reauth path (src/notifications/reauth.ts): status, audit event and episode together,
+     * then the episode's notification. A local activity has the worker's client like a regular one
+     * (SDK 1.24 builds both through the same Activity context).
+     */
     async markChannelReauthRequired(input: { tenantId: string; channelId: string; reason: string }): Promise<{ changed: boolean }> {
-      const changed = await markChannelReauthRequired(pool, input, input.reason);
-      if (changed) logger.warn({ channelId: input.channelId, reason: input.reason }, 'channel needs reauthorization');
+      const ctx = Context.current();
+      const starter = temporalNotificationStarter(ctx.client, ctx.info.taskQueue);
+      const { changed } = await requireReauth(pool, starter, logger, { tenantId: input.tenantId, channelId: input.channelId, reason: input.reason });
       return { changed };
     },
   };

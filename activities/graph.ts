@@ -1,7 +1,7 @@
 import { activityInfo, ApplicationFailure } from '@temporalio/activity';
 import { z } from 'zod';
 import { claimSendRound, getOutbound, markOutboundSent, OUTBOUND_METADATA_PREFIX, releaseSendRound } from '../src/db/conversations';
-import { loadChannelCredentials } from '../src/db/channels';
+import { loadChannelCredentials, type ChannelStatus } from '../src/db/channels';
 import { ChannelNotFoundError, recordUsageFeedback, reserveSendSlot, USAGE_HIGH_WATER_PERCENT, type UsageFeedback } from '../src/db/send-budget';
 import type { SendMessageRequest } from '../src/meta/graph-client';
 import { classifyGraphError, GraphApiError, GraphNetworkError } from '../src/meta/graph-errors';
@@ -43,6 +43,18 @@ function failure(message: string, type: string, details: SendFailureDetails, ret
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A channel waiting for reauthorization is a distinct failure (`reauth: true`): the workflow parks
+ * the reply until the channel is reconnected. A disabled channel will not come back: the reply fails.
+ */
+function assertChannelCanSend(status: ChannelStatus): void {
+  if (status === 'active') return;
+  if (status === 'reauth_required') {
+    throw failure('the channel needs reauthorization', 'ChannelReauthRequired', { errorClass: 'reauth_required', reauth: true }, false);
+  }
+  throw failure(`channel is ${status}`, 'ChannelInactive', { errorClass: 'channel_inactive', reauth: false }, false);
+}
 
 /**
  * Graph API calls. The channel's token is loaded and decrypted here, inside the activity, so it
@@ -116,10 +128,10 @@ export function createGraphActivities({ pool, vault, graph, logger }: Pick<Activ
       if (ALREADY_SENT.has(outbound.status) && outbound.mid) return { messageId: outbound.mid };
       if (!outbound.text) throw failure(`outbound message ${outbound.id} has no text`, 'OutboundEmpty', { errorClass: 'bad_request', reauth: false }, false);
 
+      // Checked before the token is decrypted (no decrypt for a send that cannot go) and again after (the status may have changed since).
+      assertChannelCanSend(outbound.channelStatus);
       const channel = await loadChannelCredentials(pool, vault, input, 'graph.send');
-      if (channel.status !== 'active') {
-        throw failure(`channel is ${channel.status}`, 'ChannelInactive', { errorClass: 'channel_inactive', reauth: false }, false);
-      }
+      assertChannelCanSend(channel.status);
       const policy = input.messagingType === 'MESSAGE_TAG' ? { messagingType: input.messagingType, tag: input.tag } : { messagingType: input.messagingType };
       const message = { text: outbound.text, metadata: OUTBOUND_METADATA_PREFIX + outbound.id };
       const request: SendMessageRequest =

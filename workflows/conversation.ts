@@ -45,6 +45,7 @@ import {
   type OperatorCommand,
   type ParkedSend,
 } from './definitions';
+import { channelReconnectedSignal } from './token-lifecycle-definitions';
 import { runTurn, type TurnOutcome } from './turn';
 
 /*
@@ -137,6 +138,18 @@ interface Delivery {
   clientRef?: string;
 }
 
+/** An outbound row on its way to the Send API (a fresh delivery, or a parked one resumed). */
+interface OutboundSend {
+  outboundId: string;
+  author: Delivery['author'];
+  /** Matches an echo that lost our metadata. */
+  text: string;
+  /** The send round to start at (ambiguous attempts before a park count). */
+  round: number;
+}
+
+type SendOutcome = 'sent' | 'parked' | 'settled';
+
 /**
  * One long-lived workflow per conversation (`conversation/{tenant}/{channel}/{customer}`): it
  * decides, activities do the I/O. Signal handlers only dedupe and queue; the loop below stores
@@ -152,6 +165,14 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
   const commands: OperatorCommand[] = [...(input.commands ?? [])];
   const burst: BurstItem[] = [...(input.burst ?? [])];
   const parked = new Map<string, ParkedSend>();
+  /**
+   * Replies parked until the channel is reauthorized, oldest first. Their rows are `parked` too,
+   * so a new run (idle completion, continue-as-new) reloads them from the snapshot instead of
+   * carrying them; the reconnect's `channelReconnected` signal-with-start delivers them.
+   */
+  const reauthParked: OutboundSend[] = [];
+  /** A reconnect was signalled, or seen while parking: deliver the parked replies. */
+  let resumeRequested = false;
   /** Outbound ids an echo confirmed, and which metadata-less echo matched which outbound. */
   const confirmedByEcho = new Set<string>();
   const echoMatches = new Map<string, string>();
@@ -189,6 +210,10 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
     commands.push(command);
     interruptions += 1;
   });
+  setHandler(channelReconnectedSignal, ({ channelId }) => {
+    if (channelId.toLowerCase() !== ref.channelId.toLowerCase()) return;
+    resumeRequested = true;
+  });
   setHandler(conversationStateQuery, () => ({
     mode,
     modeSince,
@@ -197,7 +222,10 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
     queued: queue.length + commands.length,
     burst: burst.length,
     drafting,
-    parkedSends: [...parked.values()],
+    parkedSends: [
+      ...parked.values(),
+      ...reauthParked.map((p): ParkedSend => ({ outboundId: p.outboundId, author: p.author, waitingUntil: null, reason: 'reauth_required' })),
+    ],
     processed,
     seenKeys: seen.size,
   }));
@@ -235,6 +263,9 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
   lastCustomerAt = snapshot.lastCustomerAt;
   lastHumanAt = snapshot.lastHumanAt;
   settings = snapshot.settings;
+  for (const p of snapshot.parked ?? []) {
+    reauthParked.push({ outboundId: p.outboundId, author: p.author, text: p.text, round: p.sendRound === null ? 0 : p.sendRound + 1 });
+  }
   upsertSearchAttributes([{ key: CONVERSATION_STATE, value: mode }]);
 
   const handoffEndsAt = () => Math.max(modeSince, lastHumanAt ?? 0) + settings!.handoffIdleMs;
@@ -393,56 +424,81 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
   async function deliver(d: Delivery): Promise<void> {
     const outbound = await store.createOutbound({ ref, conversationId, ...d });
     if (outbound.status !== 'pending') return;
-    let ambiguous = 0;
+    const send: OutboundSend = { outboundId: outbound.id, author: d.author, text: d.text, round: 0 };
+    if (reauthParked.length === 0) {
+      await sendRow(send, false);
+      return;
+    }
+    // Replies parked for reauthorization go first: a newer one waits behind them, untried.
+    const policy = decideSendPolicy(d.author, workflowNow(), lastCustomerAt);
+    if (!policy.send) {
+      await store.markOutboundOutsideWindow({ tenantId: ref.tenantId, outboundId: outbound.id, reason: policy.reason });
+      return;
+    }
+    await parkForReauth(send, { type: 'ChannelReauthRequired', details: { errorClass: 'reauth_required', reauth: true } }, 'back');
+  }
+
+  /**
+   * Sends one outbound row through the budget, the messaging window and the Send API's outcomes.
+   * `resumed`: a reply parked while the channel needed reauthorization, sent after the reconnect.
+   */
+  async function sendRow(send: OutboundSend, resumed: boolean): Promise<SendOutcome> {
+    const { outboundId, author } = send;
+    let ambiguous = send.round;
     let throttled = 0;
     // Set before the first call, not after an ambiguous failure: the echo can overtake the Send
     // API's answer (or the timeout that makes the send ambiguous), and it must not read as a human.
-    awaitingEcho = { outboundId: outbound.id, text: d.text, since: workflowNow() };
+    awaitingEcho = { outboundId, text: send.text, since: workflowNow() };
     try {
       for (;;) {
         // Decided at each attempt, not once: a send parked for long may have outlived the window.
-        let policy = decideSendPolicy(d.author, workflowNow(), lastCustomerAt);
+        let policy = decideSendPolicy(author, workflowNow(), lastCustomerAt);
         // The channel's budget is shared by every conversation on it: overflow waits here, in order.
         while (policy.send) {
           const slot = await budget.reserveSendSlot({ tenantId: ref.tenantId, channelId: ref.channelId });
           if (slot.granted) break;
-          await park(outbound.id, d.author, slot.waitMs, slot.reason);
-          policy = decideSendPolicy(d.author, workflowNow(), lastCustomerAt);
+          await park(outboundId, author, slot.waitMs, slot.reason);
+          policy = decideSendPolicy(author, workflowNow(), lastCustomerAt);
         }
         if (!policy.send) {
-          log.info('message not sent: outside the messaging window', { author: d.author });
-          await store.markOutboundOutsideWindow({ tenantId: ref.tenantId, outboundId: outbound.id, reason: policy.reason });
-          return;
+          log.info('message not sent: outside the messaging window', { author, parkedForReauth: resumed });
+          const reason = resumed ? `parked while the channel needed reauthorization, and the messaging window closed meanwhile: ${policy.reason}` : policy.reason;
+          await store.markOutboundOutsideWindow({ tenantId: ref.tenantId, outboundId, reason });
+          return 'settled';
         }
         try {
           await sender.sendOutbound({
             tenantId: ref.tenantId,
             channelId: ref.channelId,
-            outboundId: outbound.id,
+            outboundId,
             customerId: ref.customerId,
             messagingType: policy.messagingType,
             ...(policy.messagingType === 'MESSAGE_TAG' && { tag: policy.tag }),
             round: ambiguous,
           });
-          return;
+          return 'sent';
         } catch (err) {
           const failure = activityFailure(err);
           if (!failure) throw err;
+          // The channel needs reauthorization (Meta said so, or it already was): park, don't fail.
+          if (failure.details.reauth) {
+            return (await parkForReauth({ ...send, round: ambiguous }, failure, 'front')) ? 'parked' : 'settled';
+          }
           if (failure.type === 'GraphRateLimited' && ++throttled < MAX_RATE_LIMITED_ROUNDS) {
-            await park(outbound.id, d.author, failure.details.retryAfterMs ?? 10_000, 'rate_limited');
+            await park(outboundId, author, failure.details.retryAfterMs ?? 10_000, 'rate_limited');
             continue;
           }
           if (failure.type === 'AmbiguousSend') {
             // The request may have reached Meta: wait for its echo instead of sending a second copy.
             ambiguous += 1;
-            parked.set(outbound.id, { outboundId: outbound.id, author: d.author, waitingUntil: workflowNow() + ECHO_WAIT_MS, reason: 'awaiting_echo' });
-            const echoed = await condition(() => confirmedByEcho.has(outbound.id), ECHO_WAIT_MS);
-            parked.delete(outbound.id);
-            if (echoed) return; // the echo, queued, marks the row sent when it is stored
+            parked.set(outboundId, { outboundId, author, waitingUntil: workflowNow() + ECHO_WAIT_MS, reason: 'awaiting_echo' });
+            const echoed = await condition(() => confirmedByEcho.has(outboundId), ECHO_WAIT_MS);
+            parked.delete(outboundId);
+            if (echoed) return 'sent'; // the echo, queued, marks the row sent when it is stored
             if (ambiguous < MAX_AMBIGUOUS_ATTEMPTS) continue;
           }
-          await recordSendFailure(outbound.id, failure);
-          return;
+          await recordSendFailure(outboundId, failure);
+          return 'settled';
         }
       }
     } finally {
@@ -450,22 +506,54 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
     }
   }
 
-  async function recordSendFailure(outboundId: string, failure: { type: string; details: SendFailureDetails }): Promise<void> {
-    log.warn('message not sent', { type: failure.type, errorClass: failure.details.errorClass, code: failure.details.code });
-    if (failure.details.reauth) {
+  /**
+   * Parks a reply until the channel is reauthorized. When Meta said the token is unusable, the
+   * channel is marked first (idempotent: one status change, one audit event, one episode).
+   * `front`: a resumed reply that met the failure again goes back before the younger ones.
+   * False when the row had moved on meanwhile (an echo confirmed it): nothing is parked.
+   */
+  async function parkForReauth(send: OutboundSend, failure: { type: string; details: SendFailureDetails }, where: 'front' | 'back'): Promise<boolean> {
+    if (failure.type !== 'ChannelReauthRequired') {
       await store.markChannelReauthRequired({ tenantId: ref.tenantId, channelId: ref.channelId, reason: `${failure.type} (code ${failure.details.code ?? 'n/a'})` });
     }
-    await store.markOutboundFailed({
-      tenantId: ref.tenantId,
-      outboundId,
-      error: {
-        type: failure.type,
-        reason: failure.details.errorClass,
-        ...(failure.details.code !== undefined && { code: failure.details.code }),
-        ...(failure.details.subcode !== undefined && { subcode: failure.details.subcode }),
-        ...(failure.details.fbtraceId !== undefined && { fbtraceId: failure.details.fbtraceId }),
-      },
-    });
+    const result = await store.markOutboundParked({ tenantId: ref.tenantId, outboundId: send.outboundId, error: sendErrorRecord(failure, 'reauth_required') });
+    if (!result.parked) return false;
+    if (where === 'front') reauthParked.unshift(send);
+    else reauthParked.push(send);
+    log.warn('reply parked until the channel is reauthorized', { type: failure.type, code: failure.details.code, parked: reauthParked.length });
+    // Reconnected between the failed send and the park: the reconnect may have listed the parked
+    // conversations before this row was parked, so this run resumes on its own.
+    if (result.channelStatus === 'active') resumeRequested = true;
+    return true;
+  }
+
+  /** The channel was reconnected: the parked replies go out in order, each through the whole send path. */
+  async function deliverParked(): Promise<void> {
+    resumeRequested = false;
+    while (reauthParked.length > 0) {
+      const next = reauthParked.shift()!;
+      const row = await store.unparkOutbound({ tenantId: ref.tenantId, outboundId: next.outboundId });
+      // Not pending: an echo confirmed an earlier ambiguous attempt, or the row is gone.
+      if (row.status !== 'pending') continue;
+      const round = row.sendRound === null ? next.round : Math.max(next.round, row.sendRound + 1);
+      // Parked again (the new token is already unusable): the rest stay parked behind it, in order.
+      if ((await sendRow({ ...next, round }, true)) === 'parked') return;
+    }
+  }
+
+  function sendErrorRecord(failure: { type: string; details: SendFailureDetails }, reason: string) {
+    return {
+      type: failure.type,
+      reason,
+      ...(failure.details.code !== undefined && { code: failure.details.code }),
+      ...(failure.details.subcode !== undefined && { subcode: failure.details.subcode }),
+      ...(failure.details.fbtraceId !== undefined && { fbtraceId: failure.details.fbtraceId }),
+    };
+  }
+
+  async function recordSendFailure(outboundId: string, failure: { type: string; details: SendFailureDetails }): Promise<void> {
+    log.warn('message not sent', { type: failure.type, errorClass: failure.details.errorClass, code: failure.details.code });
+    await store.markOutboundFailed({ tenantId: ref.tenantId, outboundId, error: sendErrorRecord(failure, failure.details.errorClass) });
   }
 
   async function returnToBotIfIdle(): Promise<void> {
@@ -492,7 +580,7 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
     if (mode === 'bot_active' && burst.length > 0) deadlines.push(quietEndsAt());
     if (mode === 'human_active') deadlines.push(handoffEndsAt());
     const wakeAt = Math.min(...deadlines);
-    if (wakeAt > now) await condition(() => queue.length > 0 || commands.length > 0, wakeAt - now);
+    if (wakeAt > now) await condition(() => queue.length > 0 || commands.length > 0 || resumeRequested, wakeAt - now);
     // Before the queue too: the run's idle timeout can end it before a handoff expires, and the
     // message that starts the next run must not be left unanswered by a handoff already over.
     await returnToBotIfIdle();
@@ -513,18 +601,27 @@ export async function conversationWorkflow(input: ConversationInput): Promise<{ 
     }
 
     await returnToBotIfIdle();
+    // Before a new answer: the replies parked for reauthorization are older and go out first.
+    if (resumeRequested) {
+      await guarded('delivering parked replies', deliverParked);
+      lastActivityAt = workflowNow();
+    }
     if (mode === 'bot_active' && burst.length > 0 && workflowNow() >= quietEndsAt()) {
       await guarded('answering', answerBurst);
       lastActivityAt = workflowNow();
     }
 
-    const idle = queue.length === 0 && commands.length === 0 && burst.length === 0;
+    // Parked replies do not keep a run open: their rows hold them, and the reconnect's
+    // signal-with-start (or the next customer message) starts a run that reloads them.
+    const idle = queue.length === 0 && commands.length === 0 && burst.length === 0 && !resumeRequested;
     if (idle && workflowNow() >= lastActivityAt + input.idleTimeoutMs) {
       await condition(allHandlersFinished);
-      if (queue.length === 0 && commands.length === 0) return { processed };
+      if (queue.length === 0 && commands.length === 0 && !resumeRequested) return { processed };
     }
-    if (workflowInfo().continueAsNewSuggested) {
+    if (workflowInfo().continueAsNewSuggested && !resumeRequested) {
       await condition(allHandlersFinished);
+      // A reconnect signalled meanwhile is handled by this run first (the input does not carry it).
+      if (resumeRequested) continue;
       await continueAsNew<typeof conversationWorkflow>({
         ...input,
         seenKeys: seen.toArray(),

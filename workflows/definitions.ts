@@ -12,13 +12,17 @@ export type OperatorCommand =
 
 export const operatorCommandSignal = defineSignal<[OperatorCommand]>('operatorCommand');
 
-/** A decided send waiting for its turn (budget, throttling, or an unconfirmed ambiguous send). */
+/**
+ * A decided send waiting for its turn (budget, throttling, an unconfirmed ambiguous send), or
+ * parked until its channel is reauthorized (`reauth_required`: in order, until the reconnect's
+ * `channelReconnected` signal; the row is `parked` in the database meanwhile).
+ */
 export interface ParkedSend {
   outboundId: string;
   author: 'bot' | 'human_agent';
-  /** Epoch ms until which it waits. */
-  waitingUntil: number;
-  reason: 'budget' | 'paused' | 'rate_limited' | 'awaiting_echo';
+  /** Epoch ms until which it waits; null: until the channel is reconnected. */
+  waitingUntil: number | null;
+  reason: 'budget' | 'paused' | 'rate_limited' | 'awaiting_echo' | 'reauth_required';
 }
 
 /** A burst item waiting for the quiet window to close (carried through continue-as-new). */

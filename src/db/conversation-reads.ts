@@ -76,6 +76,8 @@ export interface MessageRow {
   createdAt: Date;
   sentAt: Date | null;
   deletedAt: Date | null;
+  /** Why an outbound message is parked, outside the window or failed (`{type, reason, code?, …}`); no content. */
+  error: { type?: string; reason?: string; code?: number; subcode?: number } | null;
   cursor_at: string;
 }
 
@@ -83,7 +85,7 @@ export interface MessageRow {
 export async function listMessages(tx: Queryable, conversationId: string, opts: { limit: number; before?: Cursor }): Promise<MessageRow[]> {
   const { rows } = await tx.query<MessageRow>(
     `SELECT id, direction, author, kind, status, text, payload, created_at AS "createdAt", sent_at AS "sentAt",
-            deleted_at AS "deletedAt", ${cursorTimeSql('created_at')} AS cursor_at
+            deleted_at AS "deletedAt", error, ${cursorTimeSql('created_at')} AS cursor_at
        FROM messages
       WHERE conversation_id = $1
         AND ($2::timestamptz IS NULL OR (created_at, id) < ($2::timestamptz, $3::uuid))

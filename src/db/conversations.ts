@@ -226,7 +226,8 @@ export async function recordInbound(pool: Pool, key: ConversationKey, event: Mes
 // ---------------------------------------------------------------------------------------------
 // Outbound messages (bot replies and human agents' messages sent through us)
 
-export type OutboundStatus = 'pending' | 'sent' | 'delivered' | 'read' | 'failed' | 'outside_window';
+/** `parked`: decided while the channel needs reauthorization; sent once it is reconnected (src/db/parked-sends.ts). */
+export type OutboundStatus = 'pending' | 'parked' | 'sent' | 'delivered' | 'read' | 'failed' | 'outside_window';
 
 export interface OutboundRow {
   id: string;
@@ -272,8 +273,14 @@ async function insertOutbound(db: Queryable, input: NewOutbound): Promise<Outbou
   return existing.rows[0]!;
 }
 
-export async function getOutbound(db: Pool | Queryable, tenantId: string, id: string): Promise<(OutboundRow & { text: string | null }) | null> {
-  const { rows } = await inTenant(db, tenantId, (tx) => tx.query<OutboundRow & { text: string | null }>('SELECT id, status, mid, text FROM messages WHERE id = $1', [id]));
+/** The row to send, with its channel's status: a send on a channel that cannot send stops before the token is decrypted. */
+export async function getOutbound(db: Pool | Queryable, tenantId: string, id: string): Promise<(OutboundRow & { text: string | null; channelStatus: ChannelStatus }) | null> {
+  const { rows } = await inTenant(db, tenantId, (tx) =>
+    tx.query<OutboundRow & { text: string | null; channelStatus: ChannelStatus }>(
+      'SELECT m.id, m.status, m.mid, m.text, ch.status AS "channelStatus" FROM messages m JOIN channels ch ON ch.id = m.channel_id WHERE m.id = $1',
+      [id],
+    ),
+  );
   return rows[0] ?? null;
 }
 
@@ -346,7 +353,8 @@ export interface RecordedEcho {
 /**
  * An echo is ours (its metadata names our outbound row, its mid is the message_id the Send API
  * gave us, or the workflow matched it to an unconfirmed send by text) or a human answering from
- * Meta's inbox or app, recorded as a human agent message.
+ * Meta's inbox or app, recorded as a human agent message. A parked row can be confirmed too: an
+ * ambiguous attempt before the channel lost its token may have reached the customer after all.
  */
 export async function recordEcho(pool: Pool, key: ConversationKey, event: EchoEvent, matchedOutboundId?: string): Promise<RecordedEcho> {
   const outboundId = outboundIdFromMetadata(event.metadata) ?? matchedOutboundId;
@@ -354,7 +362,7 @@ export async function recordEcho(pool: Pool, key: ConversationKey, event: EchoEv
     if (outboundId) {
       const { rowCount } = await client.query(
         `UPDATE messages SET mid = COALESCE(mid, $3), sent_at = COALESCE(sent_at, now()),
-           status = CASE WHEN status IN ('pending', 'failed') THEN 'sent' ELSE status END, error = NULL
+           status = CASE WHEN status IN ('pending', 'parked', 'failed') THEN 'sent' ELSE status END, error = NULL
          WHERE id = $1 AND channel_id = $2 AND direction = 'outbound'`,
         [outboundId, key.channelId, event.mid],
       );

@@ -267,13 +267,15 @@ export function adminRoutes(deps: AdminDeps): Router {
     if (!route) return;
     const body = await parseBody(ctx, sendBody);
     if (!body) return;
-    if (route.channelStatus !== 'active') {
-      return sendError(ctx, 409, 'channel_inactive', `the conversation's channel is ${route.channelStatus}: reconnect it (channels:connect) before sending`);
+    // A channel waiting for reauthorization still takes the message: the conversation parks it and
+    // sends it after the reconnect (docs/token-lifecycle.md). Only a disabled channel refuses.
+    if (route.channelStatus === 'disabled') {
+      return sendError(ctx, 409, 'channel_inactive', "the conversation's channel is disabled: connect it again (channels:connect) before sending");
     }
     const requestId = commandRequestId(ctx, body.requestId);
     if (!(await dispatch(ctx, route, { kind: 'send', requestId, operator: operatorId(ctx), text: body.text }, { textLength: body.text.length }))) return;
     ctx.status = 202;
-    ctx.body = { requestId, conversationId: route.conversationId };
+    ctx.body = { requestId, conversationId: route.conversationId, ...(route.channelStatus === 'reauth_required' && { parked: true }) };
   });
 
   guarded(ADMIN_ROUTES.handoff, async (ctx) => {

@@ -4,6 +4,7 @@ import type { InboundEvent } from '../shared/types';
 import { conversationWorkflowId } from '../temporal/ids';
 import { CHANNEL_ID, PLATFORM, TENANT_ID } from '../temporal/search-attributes';
 import { inboundEventSignal, operatorCommandSignal, type ConversationInput, type OperatorCommand } from '../../workflows/definitions';
+import { channelReconnectedSignal } from '../../workflows/token-lifecycle-definitions';
 
 export interface DispatchOptions {
   taskQueue: string;
@@ -46,5 +47,18 @@ export async function dispatchOperatorCommand(client: Client, opts: DispatchOpti
     ...startOptions(opts, channel, customerId),
     signal: operatorCommandSignal,
     signalArgs: [command],
+  });
+}
+
+/**
+ * Tells a conversation its channel was reconnected, so it delivers the replies it parked while
+ * the channel needed reauthorization. A conversation whose run has ended starts a new run, which
+ * reloads its parked replies from the database.
+ */
+export async function dispatchChannelReconnected(client: Client, opts: DispatchOptions, channel: ChannelRoute, customerId: string, reconnectedAt: number): Promise<void> {
+  await client.workflow.signalWithStart('conversationWorkflow', {
+    ...startOptions(opts, channel, customerId),
+    signal: channelReconnectedSignal,
+    signalArgs: [{ channelId: channel.id, reconnectedAt }],
   });
 }

@@ -102,12 +102,15 @@ describe('webhook → Temporal → worker → Postgres → Send API', () => {
     expect(calls.map((c) => c.status)).toEqual([500, 500, 200]);
   });
 
-  it('Send API answering 190 → one call, channel reauth_required, failure recorded with the code', async () => {
+  it('Send API answering 190 → one call, channel reauth_required, the reply parked with the code', async () => {
     stack.sandbox.failNext({ count: 1, preset: 'token_expired' });
     const mid = nextMid();
-    expect((await postWebhook(stack.gatewayUrl, messengerDelivery(mid, 'anyone there?'))).status).toBe(200);
-    const outbound = await eventually(async () => (await messagesFor(mid)).find((m) => m.direction === 'outbound' && m.status === 'failed'));
-    expect(outbound.error).toMatchObject({ type: 'GraphAuthExpired', code: 190, subcode: 463 });
+    // Its own customer: the parked reply stays with that conversation (delivered on a reconnect,
+    // test/workflows/parked-sends.test.ts), out of the way of the other tests' conversation.
+    const delivery = textDelivery({ pageId: PAGE_A, customerId: '7291845503617725', mid, text: 'anyone there?' });
+    expect((await postWebhook(stack.gatewayUrl, delivery)).status).toBe(200);
+    const outbound = await eventually(async () => (await messagesFor(mid)).find((m) => m.direction === 'outbound' && m.status === 'parked'));
+    expect(outbound.error).toMatchObject({ type: 'GraphAuthExpired', reason: 'reauth_required', code: 190, subcode: 463 });
     const { rows } = await stack.db.ownerPool.query('SELECT status, status_reason FROM channels WHERE id = $1', [channelId]);
     expect(rows[0]).toMatchObject({ status: 'reauth_required', status_reason: expect.stringContaining('190') });
     await new Promise((r) => setTimeout(r, 1500));

@@ -395,7 +395,7 @@ describe('conversations: operator commands and state', () => {
     expect(((await closed.json()) as { running: boolean }).running).toBe(false);
   });
 
-  it('answers 400 for bad bodies, 404 for an unknown conversation, 409 when the channel needs reauthorization', async () => {
+  it('answers 400 for bad bodies, 404 for an unknown conversation, 409 for a disabled channel, and parks a message while the channel needs reauthorization', async () => {
     const empty = await sendJson('POST', `/admin/conversations/${conversationId}/messages`, { text: '   ' });
     expect(empty.status).toBe(400);
     expect(((await empty.json()) as { error: { message: string } }).error.message).toBe('text: must not be blank');
@@ -408,16 +408,31 @@ describe('conversations: operator commands and state', () => {
     expect((await call('GET', `/admin/conversations/${randomUUID()}/state`)).status).toBe(404);
     expect((await sendJson('POST', '/admin/conversations/123/handoff', { to: 'bot_active' })).status).toBe(400);
 
-    await db.ownerPool.query(`UPDATE channels SET status = 'reauth_required' WHERE id = $1`, [channelId]);
+    await db.ownerPool.query(`UPDATE channels SET status = 'disabled' WHERE id = $1`, [channelId]);
     try {
       const signalsBefore = await signalNames(workflowId());
       const refused = await sendJson('POST', `/admin/conversations/${conversationId}/messages`, { text: 'hello?' });
       expect(refused.status).toBe(409);
       expect(((await refused.json()) as { error: { code: string; message: string } }).error).toEqual({
         code: 'channel_inactive',
-        message: "the conversation's channel is reauth_required: reconnect it (channels:connect) before sending",
+        message: "the conversation's channel is disabled: connect it again (channels:connect) before sending",
       });
       expect(await signalNames(workflowId())).toEqual(signalsBefore);
+    } finally {
+      await db.ownerPool.query(`UPDATE channels SET status = 'active' WHERE id = $1`, [channelId]);
+    }
+
+    // Reauthorization pending: accepted (the conversation parks it until the reconnect,
+    // test/workflows/parked-sends.test.ts), not refused.
+    await db.ownerPool.query(`UPDATE channels SET status = 'reauth_required' WHERE id = $1`, [channelId]);
+    try {
+      // The run the earlier test closed stays closed: this send opens a new one.
+      const runBefore = (await client.workflow.getHandle(workflowId()).describe()).runId;
+      const accepted = await sendJson('POST', `/admin/conversations/${conversationId}/messages`, { text: 'held for reconnect', requestId: randomUUID() });
+      expect(accepted.status).toBe(202);
+      expect(((await accepted.json()) as { parked?: boolean }).parked).toBe(true);
+      expect((await client.workflow.getHandle(workflowId()).describe()).runId).not.toBe(runBefore);
+      expect(await signalNames(workflowId())).toEqual(['operatorCommand']);
     } finally {
       await db.ownerPool.query(`UPDATE channels SET status = 'active' WHERE id = $1`, [channelId]);
     }

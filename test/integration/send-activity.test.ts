@@ -232,12 +232,19 @@ describe('sendOutbound', () => {
     expect(await failureOf(run(activities.sendOutbound, sendInput(id)))).toMatchObject({ type, nonRetryable, details: { reauth: false } });
   });
 
-  it('refuses to send on a channel that is not active', async () => {
+  it('refuses to send on a channel that is not active: reauth_required asks for the reply to be parked, disabled fails it', async () => {
     const { channelId: ch, conversationId: conv } = await newChannel();
+    const decrypts = async () => (await db.ownerPool.query<{ n: number }>("SELECT coalesce(sum(count), 0)::int AS n FROM secret_decrypts WHERE tenant_id = $1 AND purpose = 'graph.send'", [tenantId])).rows[0]!.n;
+    const before = await decrypts();
     await db.ownerPool.query(`UPDATE channels SET status = 'reauth_required' WHERE id = $1`, [ch]);
     const f = await failureOf(run(activities.sendOutbound, sendInput(await newOutbound({ channelId: ch, conversationId: conv }), { channelId: ch })));
-    expect(f).toEqual({ type: 'ChannelInactive', nonRetryable: true, details: { errorClass: 'channel_inactive', reauth: false } });
+    expect(f).toEqual({ type: 'ChannelReauthRequired', nonRetryable: true, details: { errorClass: 'reauth_required', reauth: true } });
+    await db.ownerPool.query(`UPDATE channels SET status = 'disabled' WHERE id = $1`, [ch]);
+    const g = await failureOf(run(activities.sendOutbound, sendInput(await newOutbound({ channelId: ch, conversationId: conv }), { channelId: ch })));
+    expect(g).toEqual({ type: 'ChannelInactive', nonRetryable: true, details: { errorClass: 'channel_inactive', reauth: false } });
     expect(sends()).toHaveLength(0);
+    // Refused before the token is decrypted.
+    expect(await decrypts()).toBe(before);
   });
 
   it('never writes the token or the message text to a log', async () => {

@@ -38,6 +38,8 @@ export const ACTIVITY_NAMES = [
   'createOutbound',
   'markOutboundFailed',
   'markOutboundOutsideWindow',
+  'markOutboundParked',
+  'unparkOutbound',
   'setConversationMode',
   'touchHumanActivity',
   'markChannelReauthRequired',
@@ -81,14 +83,14 @@ export interface OutboundRecord {
   inReplyTo?: string;
   covers?: string[];
   clientRef?: string;
-  status: 'pending' | 'sent' | 'failed' | 'outside_window';
+  status: 'pending' | 'parked' | 'sent' | 'failed' | 'outside_window';
   mid: string | null;
 }
 
 export interface FakeOptions {
   settings?: Partial<AgentSettings>;
   /** The conversation as the database knows it when the run starts. */
-  initial?: { mode?: ConversationMode; modeSince?: number; lastCustomerAt?: number; lastHumanAt?: number };
+  initial?: { mode?: ConversationMode; modeSince?: number; lastCustomerAt?: number; lastHumanAt?: number; channelStatus?: ConversationFakes['db']['channelStatus'] };
   overrides?: Overrides;
 }
 
@@ -105,7 +107,7 @@ export interface ConversationFakes {
   cancelledSteps: number;
   settings: AgentSettings;
   /** The conversation's row as the fake database keeps it; each run's snapshot reads it (tests may arrange it). */
-  db: { mode: ConversationMode; modeSince: number; lastCustomerAt?: number; lastHumanAt?: number };
+  db: { mode: ConversationMode; modeSince: number; lastCustomerAt?: number; lastHumanAt?: number; channelStatus: 'active' | 'reauth_required' | 'disabled' };
   /** sendOutbound calls so far for one outbound row. */
   sendAttempts(outboundId: string): number;
 }
@@ -122,7 +124,7 @@ function keyOf(name: ActivityName, input: Record<string, unknown>): string {
 
 export function createConversationFakes(options: FakeOptions = {}): ConversationFakes {
   const settings: AgentSettings = { ...TEST_SETTINGS, ...options.settings };
-  const db: ConversationFakes['db'] = { mode: 'bot_active', modeSince: 0, ...options.initial };
+  const db: ConversationFakes['db'] = { mode: 'bot_active', modeSince: 0, channelStatus: 'active', ...options.initial };
   const calls = Object.fromEntries(ACTIVITY_NAMES.map((n) => [n, []])) as unknown as Calls;
   const log: string[] = [];
   const outbound = new Map<string, OutboundRecord>();
@@ -139,6 +141,7 @@ export function createConversationFakes(options: FakeOptions = {}): Conversation
         ...(db.lastCustomerAt !== undefined && { lastCustomerAt: db.lastCustomerAt }),
         ...(db.lastHumanAt !== undefined && { lastHumanAt: db.lastHumanAt }),
         settings,
+        parked: [...outbound.values()].filter((o) => o.status === 'parked').map((o, i) => ({ outboundId: o.id, author: o.author, text: o.text, createdAt: i, sendRound: null })),
       };
     },
     async recordInbound({ event }) {
@@ -189,6 +192,17 @@ export function createConversationFakes(options: FakeOptions = {}): Conversation
       const row = outbound.get(outboundId);
       if (row && row.status === 'pending') row.status = 'outside_window';
     },
+    async markOutboundParked({ outboundId }) {
+      const row = outbound.get(outboundId);
+      if (!row || (row.status !== 'pending' && row.status !== 'parked')) return { parked: false, channelStatus: null };
+      row.status = 'parked';
+      return { parked: true, channelStatus: db.channelStatus };
+    },
+    async unparkOutbound({ outboundId }) {
+      const row = outbound.get(outboundId);
+      if (row && row.status === 'parked') row.status = 'pending';
+      return { status: row?.status ?? null, sendRound: null };
+    },
     async setConversationMode({ mode }) {
       const changed = db.mode !== mode;
       if (changed) {
@@ -201,7 +215,9 @@ export function createConversationFakes(options: FakeOptions = {}): Conversation
       db.lastHumanAt = Math.max(db.lastHumanAt ?? 0, at);
     },
     async markChannelReauthRequired() {
-      return { changed: true };
+      const changed = db.channelStatus === 'active';
+      if (changed) db.channelStatus = 'reauth_required';
+      return { changed };
     },
     async planReplyStep({ messages }) {
       return { kind: 'reply', text: `answer to ${messages.map((m) => m.text ?? m.kind).join(' + ')}` };
@@ -221,6 +237,8 @@ export function createConversationFakes(options: FakeOptions = {}): Conversation
     async sendOutbound({ outboundId, messagingType, tag }) {
       const row = outbound.get(outboundId);
       if (!row) throw ApplicationFailure.nonRetryable(`outbound message ${outboundId} does not exist`, 'OutboundMissing');
+      // Like the real activity: no Graph call on a channel that needs reauthorization.
+      if (db.channelStatus === 'reauth_required') throw graphFailures.channelReauthRequired();
       const messageId = `m_${outboundId}`;
       row.status = 'sent';
       row.mid = messageId;
@@ -284,6 +302,8 @@ export const graphFailures = {
       nonRetryable: true,
       details: [{ errorClass: 'rate_limited', reauth: false, code: 613, retryAfterMs } satisfies SendFailureDetails],
     }),
+  channelReauthRequired: () =>
+    ApplicationFailure.create({ message: 'the channel needs reauthorization', type: 'ChannelReauthRequired', nonRetryable: true, details: [{ errorClass: 'reauth_required', reauth: true } satisfies SendFailureDetails] }),
   authExpired: () =>
     ApplicationFailure.create({
       message: 'Graph API error: HTTP 400, code 190/463',

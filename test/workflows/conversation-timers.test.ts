@@ -213,7 +213,7 @@ describe('ambiguous sends without an echo', () => {
       const waiting = await parked(c, 'awaiting_echo');
       const row = [...fakes.outbound.values()][0]!;
       expect(waiting).toEqual({ outboundId: row.id, author: 'bot', waitingUntil: expect.any(Number), reason: 'awaiting_echo' });
-      expect(waiting.waitingUntil - (await serverNow())).toBeGreaterThan(ECHO_WAIT_MS - 5000);
+      expect(waiting.waitingUntil! - (await serverNow())).toBeGreaterThan(ECHO_WAIT_MS - 5000);
       expect(fakes.calls.sendOutbound).toHaveLength(1);
 
       await env.sleep(ECHO_WAIT_MS + 1000);
@@ -264,7 +264,7 @@ describe('send budget and throttling', () => {
       const p1 = await parked(c, 'budget');
       const rows = () => [...fakes.outbound.values()];
       expect(p1).toEqual({ outboundId: rows()[0]!.id, author: 'bot', waitingUntil: expect.any(Number), reason: 'budget' });
-      expect(p1.waitingUntil - (await serverNow())).toBeGreaterThan(50_000);
+      expect(p1.waitingUntil! - (await serverNow())).toBeGreaterThan(50_000);
 
       // Two more messages while the first answer waits: queued behind it.
       await c.send(textMessage('g2', await serverNow(), 'second'));
@@ -312,7 +312,7 @@ describe('send budget and throttling', () => {
         const p = await parked(c, 'rate_limited');
         const row = [...fakes.outbound.values()][0]!;
         expect(p).toEqual({ outboundId: row.id, author: 'bot', waitingUntil: expect.any(Number), reason: 'rate_limited' });
-        expect(p.waitingUntil - (await serverNow())).toBeGreaterThan(4 * MINUTE_MS);
+        expect(p.waitingUntil! - (await serverNow())).toBeGreaterThan(4 * MINUTE_MS);
 
         await env.sleep(5 * MINUTE_MS + 1000);
         await waitFor(() => fakes.sent.length === 1, 'the send after the wait');

@@ -8,6 +8,7 @@ import { parseWebhookPayload } from '../../src/meta/webhook-events';
 import type { InboundEvent, MessageEvent, TurnMessage } from '../../src/shared/types';
 import { CONVERSATION_STATE, CUSTOM_SEARCH_ATTRIBUTES } from '../../src/temporal/search-attributes';
 import { FALLBACK_REPLY, HANDOFF_REPLY, type ConversationInput, type ConversationState } from '../../workflows/definitions';
+import { channelReconnectedSignal } from '../../workflows/token-lifecycle-definitions';
 import {
   CHANNEL,
   CONVERSATION_ID,
@@ -431,22 +432,80 @@ describe('conversationWorkflow: ambiguous sends', () => {
 });
 
 describe('conversationWorkflow: failures', () => {
-  it('a non-retryable auth failure marks the channel for reauth and the reply failed, without retrying', async () => {
+  it('a non-retryable auth failure marks the channel for reauth and parks the reply; the next reply waits behind it untried', async () => {
     await scenario({ overrides: { sendOutbound: async (input, next, f) => (f.calls.sendOutbound.length === 1 ? Promise.reject(graphFailures.authExpired()) : next(input)) } }, async (c, fakes) => {
       await c.send(textMessage('auth', Date.now()));
-      await waitFor(() => fakes.calls.markOutboundFailed.length === 1, 'the failure to be recorded');
+      await waitFor(() => fakes.calls.markOutboundParked.length === 1, 'the reply to be parked');
       const row = [...fakes.outbound.values()][0]!;
       expect(fakes.calls.sendOutbound).toHaveLength(1);
       expect(fakes.calls.markChannelReauthRequired).toEqual([{ tenantId: TENANT, channelId: CHANNEL, reason: expect.stringContaining('GraphAuthExpired') }]);
       expect(fakes.calls.markChannelReauthRequired[0]!.reason).toContain('190');
-      expect(fakes.calls.markOutboundFailed).toEqual([{ tenantId: TENANT, outboundId: row.id, error: { type: 'GraphAuthExpired', reason: 'auth', code: 190, subcode: 463 } }]);
-      expect(row.status).toBe('failed');
+      expect(fakes.calls.markOutboundParked).toEqual([{ tenantId: TENANT, outboundId: row.id, error: { type: 'GraphAuthExpired', reason: 'reauth_required', code: 190, subcode: 463 } }]);
+      expect(fakes.calls.markOutboundFailed).toHaveLength(0);
+      expect(row.status).toBe('parked');
+      await waitFor(async () => (await c.state()).parkedSends.length === 1, 'the query to show it');
+      expect((await c.state()).parkedSends).toEqual([{ outboundId: row.id, author: 'bot', waitingUntil: null, reason: 'reauth_required' }]);
 
-      // The conversation goes on.
+      // The conversation goes on: the next answer is drafted and parked behind the first, untried.
       await c.send(textMessage('auth_next', Date.now()));
-      await waitFor(() => fakes.sent.length === 1, 'the next answer');
+      await waitFor(() => fakes.calls.markOutboundParked.length === 2, 'the next reply to be parked');
+      const second = [...fakes.outbound.values()][1]!;
+      expect(fakes.calls.markOutboundParked[1]).toEqual({ tenantId: TENANT, outboundId: second.id, error: { type: 'ChannelReauthRequired', reason: 'reauth_required' } });
+      expect(fakes.calls.sendOutbound).toHaveLength(1);
+      expect(fakes.calls.markChannelReauthRequired).toHaveLength(1);
+      expect((await c.state()).parkedSends.map((p) => p.outboundId)).toEqual([row.id, second.id]);
       expect((await c.handle().describe()).status.name).toBe('RUNNING');
     });
+  });
+
+  it('after the reconnect signal the parked replies go out in order; one that meets 190 again parks again, with the rest behind it', async () => {
+    // The channel dies on the first send, and again on the first send after the first reconnect.
+    const failOn = new Set([1, 2]);
+    await scenario(
+      {
+        overrides: {
+          async sendOutbound(input, next, f) {
+            if (failOn.has(f.calls.sendOutbound.length)) {
+              f.db.channelStatus = 'reauth_required';
+              throw graphFailures.authExpired();
+            }
+            return next(input);
+          },
+        },
+      },
+      async (c, fakes) => {
+        await c.send(textMessage('p1', Date.now(), 'one'));
+        await waitFor(() => fakes.calls.markOutboundParked.length === 1, 'the first reply to be parked');
+        await c.send(textMessage('p2', Date.now(), 'two'));
+        await waitFor(() => fakes.calls.markOutboundParked.length === 2, 'the second reply to be parked');
+        const [first, second] = [...fakes.outbound.values()];
+        expect(fakes.calls.sendOutbound.map((i) => i.outboundId)).toEqual([first!.id]);
+
+        // Reconnected; the new token fails at once: the first goes back to the front, the second stays untried.
+        fakes.db.channelStatus = 'active';
+        await c.handle().signal(channelReconnectedSignal, { channelId: CHANNEL, reconnectedAt: Date.now() });
+        await waitFor(() => fakes.calls.markOutboundParked.length === 3, 'the first reply to be parked again');
+        expect(fakes.calls.unparkOutbound.map((i) => i.outboundId)).toEqual([first!.id]);
+        expect(fakes.calls.sendOutbound.map((i) => i.outboundId)).toEqual([first!.id, first!.id]);
+        await waitFor(async () => (await c.state()).parkedSends.length === 2, 'both parked');
+        expect((await c.state()).parkedSends.map((p) => p.outboundId)).toEqual([first!.id, second!.id]);
+
+        // A signal for another channel is not this conversation's: the next reply still parks, nothing is sent.
+        await c.handle().signal(channelReconnectedSignal, { channelId: '00000000-0000-4000-8000-000000000000', reconnectedAt: Date.now() });
+        await c.send(textMessage('p3', Date.now(), 'three'));
+        await waitFor(() => fakes.calls.markOutboundParked.length === 4, 'the third reply to be parked');
+        const third = [...fakes.outbound.values()][2]!;
+        expect(fakes.calls.sendOutbound).toHaveLength(2);
+
+        fakes.db.channelStatus = 'active';
+        await c.handle().signal(channelReconnectedSignal, { channelId: CHANNEL, reconnectedAt: Date.now() });
+        await waitFor(() => fakes.sent.length === 3, 'the three replies');
+        expect(fakes.sent.map((s) => s.outboundId)).toEqual([first!.id, second!.id, third.id]);
+        expect(fakes.calls.sendOutbound.map((i) => i.outboundId)).toEqual([first!.id, first!.id, first!.id, second!.id, third.id]);
+        expect((await c.state()).parkedSends).toEqual([]);
+        expect([first!.status, second!.status, third.status]).toEqual(['sent', 'sent', 'sent']);
+      },
+    );
   });
 
   it('survives an activity that gives up, and handles the next event', async () => {

@@ -38,7 +38,15 @@ const messageSchema = z
     direction: z.enum(['inbound', 'outbound']),
     author: z.enum(['customer', 'bot', 'human_agent']),
     kind: z.string(),
-    status: z.string().describe('received (inbound); pending, sent, delivered, read, failed or outside_window (outbound)'),
+    status: z
+      .string()
+      .describe(
+        'received (inbound); pending, parked (waiting for its channel to be reconnected: sent then, in order), sent, delivered, read, failed or outside_window (outbound)',
+      ),
+    statusReason: z
+      .string()
+      .nullable()
+      .describe('Why an outbound message is parked, outside_window (not sent; also when the window closed while it was parked) or failed; null otherwise'),
     createdAt: isoDate,
     sentAt: isoDate.nullable(),
     deleted: z.boolean().describe('The customer deleted it: its content was erased'),
@@ -86,6 +94,23 @@ function attachmentsOf(payload: Record<string, unknown>): Array<{ type: string; 
   });
 }
 
+/** The stored reason (`messages.error`) as a sentence for the tenant: codes and our wording, never Meta's message text. */
+export function statusReasonOf(m: Pick<MessageRow, 'direction' | 'status' | 'error'>): string | null {
+  if (m.direction !== 'outbound') return null;
+  const e = m.error ?? {};
+  const code = e.code !== undefined ? `, Meta error ${e.code}${e.subcode !== undefined ? `/${e.subcode}` : ''}` : '';
+  switch (m.status) {
+    case 'parked':
+      return `Parked: the channel needs reauthorization (${e.type ?? 'reauth_required'}${code}). It is sent once the channel is reconnected.`;
+    case 'outside_window':
+      return `Not sent: ${e.reason ?? 'outside the messaging window'}`;
+    case 'failed':
+      return `Not sent: ${e.reason ?? 'failed'} (${e.type ?? 'unknown'}${code})`;
+    default:
+      return null;
+  }
+}
+
 function message(m: MessageRow, readable: boolean) {
   const content = readable
     ? { text: m.text, attachments: attachmentsOf(m.payload), storyUrl: typeof m.payload.storyUrl === 'string' ? m.payload.storyUrl : null, redacted: false }
@@ -96,6 +121,7 @@ function message(m: MessageRow, readable: boolean) {
     author: m.author,
     kind: m.kind,
     status: m.status,
+    statusReason: statusReasonOf(m),
     createdAt: m.createdAt.toISOString(),
     sentAt: iso(m.sentAt),
     deleted: m.deletedAt !== null,
