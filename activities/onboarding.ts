@@ -52,11 +52,11 @@ export interface FailureDetails {
   problem: OnboardingProblem;
 }
 
-function fail(type: string, code: ProblemCode, message: string): never {
+export function fail(type: string, code: ProblemCode, message: string): never {
   throw ApplicationFailure.create({ message, type, nonRetryable: true, details: [{ problem: problem(code) } satisfies FailureDetails] });
 }
 
-type Stage = 'exchange' | 'assets' | 'store' | 'subscribe';
+export type Stage = 'exchange' | 'assets' | 'store' | 'subscribe';
 
 /** Graph/OAuth errors → the failure the workflow acts on. Anything else is rethrown (retried by the policy). */
 function metaFailure(err: unknown, stage: Stage): never {
@@ -79,12 +79,45 @@ function metaFailure(err: unknown, stage: Stage): never {
   fail(c.failureType, 'meta_rejected', err.message);
 }
 
-async function meta<T>(stage: Stage, fn: () => Promise<T>): Promise<T> {
+export async function meta<T>(stage: Stage, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     metaFailure(err, stage);
   }
+}
+
+/**
+ * The token each planned channel will use, from a sealed grant (decrypted by the caller): Facebook
+ * Login fetches the Page tokens again with the user token (they never pass through a workflow)
+ * and checks each with `debug_token`; Instagram Login's channel uses the grant's own token. An
+ * account the grant no longer covers is `asset_missing`. Tokens stay inside the activity.
+ */
+export async function channelTokensFromGrant(
+  c: MetaOAuthClient,
+  grant: { flow: OAuthFlow; token: string; expiresAt: Date | null },
+  planned: ReadonlyArray<Pick<PlannedChannel, 'channelId' | 'accountId' | 'platform' | 'pageId'>>,
+): Promise<Map<string, { token: string; expiresAt: Date | null }>> {
+  const tokens = new Map<string, { token: string; expiresAt: Date | null }>();
+  if (grant.flow === 'facebook') {
+    const pages = await meta('store', () => c.listPages(grant.token));
+    for (const p of planned) {
+      const pageId = p.pageId ?? p.accountId;
+      const page = pages.find((x) => x.id === pageId);
+      if (!page) fail('AssetGone', 'asset_missing', `Page ${pageId} is no longer in the grant`);
+      if (p.platform === 'instagram' && page.instagram?.id !== p.accountId) fail('AssetGone', 'asset_missing', `Instagram account ${p.accountId} is no longer linked to Page ${pageId}`);
+      const debug = await meta('store', () => c.debugToken(page.accessToken));
+      if (!debug.isValid) fail('GraphAuthExpired', 'token_invalid', `the Page token of ${pageId} is not valid`);
+      tokens.set(p.channelId, { token: page.accessToken, expiresAt: debug.expiresAt ? new Date(debug.expiresAt * 1000) : null });
+    }
+  } else {
+    const profile = await meta('store', () => c.instagramProfile(grant.token));
+    for (const p of planned) {
+      if (profile.userId !== p.accountId) fail('AssetGone', 'asset_missing', `the grant is for Instagram account ${profile.userId}, not ${p.accountId}`);
+      tokens.set(p.channelId, { token: grant.token, expiresAt: grant.expiresAt });
+    }
+  }
+  return tokens;
 }
 
 /** Epoch-seconds lifetime → the moment it ends (null: Meta gave none, or 0 = never). */
@@ -141,7 +174,7 @@ function workflowRun(): { workflowId: string; runId: string } | undefined {
 }
 
 /** Idempotency key of an audit event this run writes once (`step`), whatever the retries. */
-function runAuditKey(step: string): string | undefined {
+export function runAuditKey(step: string): string | undefined {
   const run = workflowRun();
   if (!run) return undefined;
   const id = `${run.workflowId}:${run.runId}`;
@@ -251,26 +284,7 @@ export function createOnboardingActivities({ pool, vault, logger, oauth }: Pick<
       const stored: StoredChannel[] = [];
       if (todo.length > 0) {
         const grant = await grantToken(input.tenantId, input.grantId, 'onboarding.store');
-        const c = client();
-        const tokens = new Map<string, { token: string; expiresAt: Date | null }>();
-        if (grant.flow === 'facebook') {
-          const pages = await meta('store', () => c.listPages(grant.token));
-          for (const p of todo) {
-            const pageId = p.pageId ?? p.accountId;
-            const page = pages.find((x) => x.id === pageId);
-            if (!page) fail('AssetGone', 'asset_missing', `Page ${pageId} is no longer in the grant`);
-            if (p.platform === 'instagram' && page.instagram?.id !== p.accountId) fail('AssetGone', 'asset_missing', `Instagram account ${p.accountId} is no longer linked to Page ${pageId}`);
-            const debug = await meta('store', () => c.debugToken(page.accessToken));
-            if (!debug.isValid) fail('GraphAuthExpired', 'token_invalid', `the Page token of ${pageId} is not valid`);
-            tokens.set(p.channelId, { token: page.accessToken, expiresAt: debug.expiresAt ? new Date(debug.expiresAt * 1000) : null });
-          }
-        } else {
-          const profile = await meta('store', () => c.instagramProfile(grant.token));
-          for (const p of todo) {
-            if (profile.userId !== p.accountId) fail('AssetGone', 'asset_missing', `the grant is for Instagram account ${profile.userId}, not ${p.accountId}`);
-            tokens.set(p.channelId, { token: grant.token, expiresAt: grant.expiresAt });
-          }
-        }
+        const tokens = await channelTokensFromGrant(client(), grant, todo);
         for (const p of todo) {
           const t = tokens.get(p.channelId)!;
           try {

@@ -1,24 +1,9 @@
-import {
-  ActivityCancellationType,
-  ActivityFailure,
-  ApplicationFailure,
-  CancellationScope,
-  TemporalFailure,
-  condition,
-  isCancellation,
-  log,
-  proxyActivities,
-  setHandler,
-  upsertSearchAttributes,
-  uuid4,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, condition, isCancellation, log, proxyActivities, setHandler, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { OnboardingOutcome, PlannedChannel, StoredChannel, SubscriptionPlan } from '../activities/onboarding';
 import { ONBOARDING_STEP, TENANT_ID } from '../src/temporal/search-attributes';
 import { workflowNow } from './clock';
 import {
-  beginOAuthUpdate,
   configureAssistantUpdate,
   oauthCallbackUpdate,
   onboardingStatusQuery,
@@ -26,15 +11,14 @@ import {
   selectAssetsUpdate,
   type AssetSelection,
   type AssistantConfiguration,
-  type BeginOAuth,
   type LoginFlow,
-  type OAuthCallback,
   type OnboardingInput,
   type OnboardingProblem,
   type OnboardingStatus,
   type OnboardingStep,
 } from './onboarding-definitions';
-import { problem, type ProblemCode } from './onboarding-problems';
+import { problem } from './onboarding-problems';
+import { exchangeAndList, failureType, installOAuthStep, META_RETRY, problemOf, STEP, UUID, type OAuthCode } from './oauth-step';
 
 /*
  * The onboarding saga of one tenant (issue 7, docs/onboarding.md): wait for the client's OAuth
@@ -64,16 +48,7 @@ const DAY_MS = 86_400_000;
 export const DEFAULT_OAUTH_TIMEOUT_MS = 7 * DAY_MS;
 export const DEFAULT_STEP_TIMEOUT_MS = 7 * DAY_MS;
 
-// A cancelled saga waits for a running step to end before undoing it: a step still running could
-// otherwise write after its compensation ran (WAIT_CANCELLATION_COMPLETED).
-const STEP = { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } as const;
-
-// Meta calls: transient errors (5xx, timeouts, throttling — the activity passes Meta's delay) are
-// retried with backoff; what the client must fix is non-retryable and comes back as a problem.
-const META_RETRY = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' } as const;
-// The code is single use: a retry after Meta consumed it can only fail, so few attempts.
-const exchangeActs = proxyActivities<Activities>({ ...STEP, startToCloseTimeout: '30 seconds', retry: { ...META_RETRY, maximumAttempts: 6 } });
-const assetActs = proxyActivities<Activities>({ ...STEP, startToCloseTimeout: '1 minute', retry: { ...META_RETRY, maximumAttempts: 8 } });
+// Step activity options (cancellation, Meta's retries) and the OAuth step's own activities: workflows/oauth-step.ts.
 const storeActs = proxyActivities<Activities>({ ...STEP, startToCloseTimeout: '2 minutes', retry: { ...META_RETRY, maximumAttempts: 8 } });
 // A subscription Meta accepted but does not list yet is retried too (SubscriptionNotVerified).
 const subscribeActs = proxyActivities<Activities>({ ...STEP, startToCloseTimeout: '2 minutes', retry: { ...META_RETRY, maximumAttempts: 10 } });
@@ -95,30 +70,7 @@ interface Compensation {
   run: () => Promise<unknown>;
 }
 
-const STATE_HASH = /^[A-Za-z0-9_-]{43}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const LANGUAGES = new Set(['en', 'de', 'es', 'fr', 'pt']);
-
-/**
- * What a failed activity tells the owner; undefined for a cancellation or anything that is not an
- * activity failing. `timedOut`: what a step that ran out of time means (Meta's steps: Meta is slow).
- */
-function problemOf(err: unknown, timedOut: ProblemCode = 'meta_unavailable'): OnboardingProblem | undefined {
-  if (!(err instanceof TemporalFailure) || isCancellation(err)) return undefined;
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  if (cause instanceof ApplicationFailure) {
-    const details = cause.details?.[0] as { problem?: OnboardingProblem } | undefined;
-    if (details?.problem && typeof details.problem.code === 'string') return details.problem;
-    return problem('internal');
-  }
-  // A timeout past every attempt.
-  return problem(timedOut);
-}
-
-function failureType(err: unknown): string | undefined {
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
-}
 
 export async function onboardingWorkflow(input: OnboardingInput): Promise<OnboardingStatus> {
   if (typeof input?.tenantId !== 'string' || !UUID.test(input.tenantId)) throw ApplicationFailure.nonRetryable('onboardingWorkflow needs a tenant id (a UUID)', 'InvalidOnboardingInput');
@@ -153,10 +105,6 @@ export async function onboardingWorkflow(input: OnboardingInput): Promise<Onboar
 
   // ---- Updates: the portal's side ------------------------------------------------------------
 
-  let attempt: BeginOAuth | undefined;
-  const usedStates = new Set<string>();
-  let callback: { flow: LoginFlow; code: string; codeVerifier?: string } | undefined;
-  let denials = 0;
   let selection: string[] | undefined;
   /** Accounts the client may pick (not another tenant's), with what storing each needs. */
   let selectable = new Map<string, Omit<PlannedChannel, 'channelId'>>();
@@ -164,57 +112,23 @@ export async function onboardingWorkflow(input: OnboardingInput): Promise<Onboar
 
   setHandler(onboardingStatusQuery, snapshot);
 
-  setHandler(
-    beginOAuthUpdate,
-    (begin) => {
-      attempt = { flow: begin.flow, stateHash: begin.stateHash, expiresAt: begin.expiresAt };
-      status.flow = begin.flow;
+  // beginOAuth and oauthCallback (validators included): the step the reconnect saga shares.
+  const oauth = installOAuthStep(oauthCallbackUpdate, {
+    awaiting: () => status.step === 'awaiting_oauth',
+    step: () => status.step,
+    begun: (flow) => {
+      status.flow = flow;
       delete status.problem;
     },
-    {
-      validator: (begin: BeginOAuth) => {
-        if (status.step !== 'awaiting_oauth') throw new Error(`not waiting for an OAuth attempt (step ${status.step})`);
-        if (begin?.flow !== 'facebook' && begin?.flow !== 'instagram') throw new Error('flow must be facebook or instagram');
-        if (typeof begin.stateHash !== 'string' || !STATE_HASH.test(begin.stateHash)) throw new Error('stateHash must be a base64url SHA-256');
-        if (usedStates.has(begin.stateHash)) throw new Error('this state was already used');
-        if (typeof begin.expiresAt !== 'number' || begin.expiresAt <= workflowNow()) throw new Error('expiresAt must be in the future');
-      },
+    received: () => {
+      delete status.problem;
+      setStep('exchanging_code', 'working');
     },
-  );
-
-  // The validator runs before anything is written: a rejected callback leaves no history event.
-  setHandler(
-    oauthCallbackUpdate,
-    (cb) => {
-      const flow = attempt!.flow;
-      usedStates.add(cb.stateHash);
-      attempt = undefined;
-      if ('code' in cb) {
-        callback = { flow, code: cb.code, ...(cb.codeVerifier !== undefined && { codeVerifier: cb.codeVerifier }) };
-        delete status.problem;
-        setStep('exchanging_code', 'working');
-      } else {
-        denials += 1;
-        status.problem = problem('oauth_denied');
-      }
-      return snapshot();
+    denied: () => {
+      status.problem = problem('oauth_denied');
     },
-    {
-      validator: (cb: OAuthCallback) => {
-        if (typeof cb?.stateHash !== 'string') throw new Error('stateHash is required');
-        if (usedStates.has(cb.stateHash)) throw new Error('state already used');
-        if (!attempt || attempt.stateHash !== cb.stateHash) throw new Error('unknown state: not the current OAuth attempt');
-        if (workflowNow() > attempt.expiresAt) throw new Error('state expired');
-        if (status.step !== 'awaiting_oauth') throw new Error(`not waiting for an OAuth callback (step ${status.step})`);
-        if ('code' in cb) {
-          if (typeof cb.code !== 'string' || cb.code.length === 0 || cb.code.length > 4096) throw new Error('code must be a non-empty string');
-          if (cb.codeVerifier !== undefined && (typeof cb.codeVerifier !== 'string' || cb.codeVerifier.length > 128)) throw new Error('codeVerifier must be a string');
-        } else if (typeof cb.error !== 'string' || cb.error.length === 0) {
-          throw new Error('a callback carries a code or an error');
-        }
-      },
-    },
-  );
+    snapshot,
+  });
 
   setHandler(
     selectAssetsUpdate,
@@ -293,24 +207,10 @@ export async function onboardingWorkflow(input: OnboardingInput): Promise<Onboar
   // ---- Steps ------------------------------------------------------------------------------------
 
   /** Step 1: the callback of the current attempt. Denied consent keeps waiting (with the problem shown). */
-  async function awaitCallback(): Promise<{ flow: LoginFlow; code: string; codeVerifier?: string }> {
-    let deadline = workflowNow() + oauthTimeoutMs;
-    setStep('awaiting_oauth', 'waiting', deadline);
-    let seenDenials = denials;
-    for (;;) {
-      const remaining = deadline - workflowNow();
-      const woke = remaining > 0 && (await condition(() => callback !== undefined || denials !== seenDenials, remaining));
-      if (!woke) throw new Abandon('oauth_timeout');
-      if (callback) {
-        const cb = callback;
-        callback = undefined;
-        return cb;
-      }
-      // The client came back (and said no): the wait starts over.
-      seenDenials = denials;
-      deadline = workflowNow() + oauthTimeoutMs;
-      status.waitingUntil = deadline;
-    }
+  async function awaitCallback(): Promise<OAuthCode> {
+    const cb = await oauth.awaitCallback(oauthTimeoutMs, (deadline) => setStep('awaiting_oauth', 'waiting', deadline));
+    if (!cb) throw new Abandon('oauth_timeout');
+    return cb;
   }
 
   interface Connected {
@@ -322,17 +222,19 @@ export async function onboardingWorkflow(input: OnboardingInput): Promise<Onboar
    * Steps 2–5 for one OAuth callback. Undefined when the attempt was undone and the client must
    * connect again (the problem is on the status).
    */
-  async function connect(cb: { flow: LoginFlow; code: string; codeVerifier?: string }): Promise<Connected | undefined> {
+  async function connect(cb: OAuthCode): Promise<Connected | undefined> {
     try {
-      // Step 2: code → user token, sealed in a grant row the workflow names.
-      const grantId = uuid4();
-      const grantComp = push({ name: 'discardOAuthGrant', run: () => undoActs.discardOAuthGrant({ tenantId, grantId }) });
-      await exchangeActs.exchangeOAuthCode({ tenantId, grantId, flow: cb.flow, code: cb.code, ...(cb.codeVerifier !== undefined && { codeVerifier: cb.codeVerifier }) });
-      await exchangeActs.extendOAuthGrant({ tenantId, grantId });
-
-      // Step 3: what was granted; the client picks when there is a choice.
-      setStep('selecting_assets', 'working');
-      const { assets } = await assetActs.listGrantedAssets({ tenantId, grantId });
+      // Step 2: code → user token, sealed in a grant row the workflow names. Step 3: what was
+      // granted; the client picks when there is a choice.
+      let grantComp: Compensation | undefined;
+      const { grantId, assets } = await exchangeAndList({
+        tenantId,
+        callback: cb,
+        register: (id) => {
+          grantComp = push({ name: 'discardOAuthGrant', run: () => undoActs.discardOAuthGrant({ tenantId, grantId: id }) });
+        },
+        listing: () => setStep('selecting_assets', 'working'),
+      });
       status.assets = assets;
       selectable = new Map();
       for (const a of assets) {
@@ -361,7 +263,7 @@ export async function onboardingWorkflow(input: OnboardingInput): Promise<Onboar
       // The user token has done its job: it goes now rather than waiting (sealed) for the rest of the saga.
       try {
         await undoActs.discardOAuthGrant({ tenantId, grantId });
-        stack.splice(stack.indexOf(grantComp), 1);
+        stack.splice(stack.indexOf(grantComp!), 1);
       } catch (err) {
         if (isCancellation(err)) throw err;
         log.warn('onboarding grant not discarded yet; the compensation or the sweep will', { tenantId });

@@ -57,11 +57,13 @@ export interface CreatedOAuthState {
 /**
  * A new OAuth attempt for the portal session `sessionId` of `tenantId`. Stores only the state's
  * hash. For Facebook Login with `opts.vault`, also a PKCE verifier, sealed by the vault (Instagram
- * Login documents no PKCE). Sweeps the tenant's long-expired attempts on the way.
+ * Login documents no PKCE). A reconnect attempt names its channel (`channelId`): the callback then
+ * goes to that channel's reconnect saga instead of the onboarding. Sweeps the tenant's
+ * long-expired attempts on the way.
  */
 export async function createOAuthState(
   pool: Pool,
-  input: { tenantId: string; sessionId: string; flow: OAuthFlow },
+  input: { tenantId: string; sessionId: string; flow: OAuthFlow; channelId?: string },
   opts: { vault?: SecretVault; ttlMs?: number } = {},
 ): Promise<CreatedOAuthState> {
   const state = randomBytes(STATE_BYTES).toString('base64url');
@@ -71,9 +73,9 @@ export async function createOAuthState(
   return withTenant(pool, input.tenantId, async (tx) => {
     await tx.query(`DELETE FROM oauth_states WHERE tenant_id = $1 AND expires_at < now() - make_interval(secs => $2::double precision / 1000)`, [input.tenantId, OAUTH_STATE_KEEP_MS]);
     const { rows } = await tx.query<{ id: string; expires_at: Date }>(
-      `INSERT INTO oauth_states (tenant_id, state_hash, session_id, flow, expires_at)
-       VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::double precision / 1000)) RETURNING id, expires_at`,
-      [input.tenantId, hash, input.sessionId, input.flow, ttlMs],
+      `INSERT INTO oauth_states (tenant_id, state_hash, session_id, flow, expires_at, channel_id)
+       VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::double precision / 1000), $6) RETURNING id, expires_at`,
+      [input.tenantId, hash, input.sessionId, input.flow, ttlMs, input.channelId ?? null],
     );
     const row = rows[0]!;
     if (codeVerifier && opts.vault) {
@@ -91,7 +93,8 @@ export async function createOAuthState(
 
 export type OAuthStateProblem = 'unknown' | 'expired' | 'used' | 'other_session';
 
-export type ConsumedOAuthState = { flow: OAuthFlow; stateHash: string; codeVerifier?: string } | { problem: OAuthStateProblem };
+/** `channelId`: a reconnect attempt of that channel (absent: an onboarding attempt). */
+export type ConsumedOAuthState = { flow: OAuthFlow; stateHash: string; codeVerifier?: string; channelId?: string } | { problem: OAuthStateProblem };
 
 /**
  * The callback's `state`, used once: atomically marks it used and answers its flow (and PKCE
@@ -109,8 +112,8 @@ export async function consumeOAuthState(
   if (typeof state !== 'string' || !STATE_PATTERN.test(state)) return { problem: 'unknown' };
   const hash = sha256(state);
   return withTenant(pool, tenantId, async (tx) => {
-    const { rows } = await tx.query<{ id: string; session_id: string; flow: OAuthFlow; expired: boolean; used: boolean; verifier: Buffer | null }>(
-      `SELECT id, session_id, flow, expires_at <= now() AS expired, used_at IS NOT NULL AS used, code_verifier_ciphertext AS verifier
+    const { rows } = await tx.query<{ id: string; session_id: string; flow: OAuthFlow; expired: boolean; used: boolean; verifier: Buffer | null; channel_id: string | null }>(
+      `SELECT id, session_id, flow, expires_at <= now() AS expired, used_at IS NOT NULL AS used, code_verifier_ciphertext AS verifier, channel_id
          FROM oauth_states WHERE state_hash = $1 FOR UPDATE`,
       [hash],
     );
@@ -125,7 +128,7 @@ export async function consumeOAuthState(
       if (!opts.vault) throw new TypeError('this OAuth state has a sealed PKCE verifier: pass the vault to consume it');
       codeVerifier = await opts.vault.decrypt(verifierLocation(tenantId, r.id), r.verifier, tx);
     }
-    return { flow: r.flow, stateHash: hash.toString('base64url'), ...(codeVerifier && { codeVerifier }) };
+    return { flow: r.flow, stateHash: hash.toString('base64url'), ...(codeVerifier && { codeVerifier }), ...(r.channel_id && { channelId: r.channel_id }) };
   });
 }
 

@@ -1,5 +1,6 @@
 import type { LoginFlow, OnboardingProblem, OnboardingStatus, OnboardingStep } from '../../workflows/onboarding-definitions';
 import type { ProblemCode } from '../../workflows/onboarding-problems';
+import type { ReconnectStatus, ReconnectStep } from '../../workflows/token-lifecycle-definitions';
 
 /**
  * What the portal says, in a business owner's words, with what to do next. The saga names each
@@ -102,4 +103,62 @@ export const UNAVAILABLE_MESSAGE = "We can't reach our setup service right now. 
 export function statusKey(status: OnboardingStatus | undefined): string {
   if (!status) return 'unavailable';
   return [status.step, status.status, status.problem?.code ?? '', status.assets?.length ?? 0, status.channels.filter((c) => c.live).length].join('|');
+}
+
+// ---- reconnecting a channel ------------------------------------------------------------------------
+
+/**
+ * The saga's problems as a reconnect words them: the way forward is the Reconnect button. The
+ * reconnect's own problems (`wrong_account`, which names the accounts, and `channel_unavailable`)
+ * and anything unknown keep the saga's message.
+ */
+const RECONNECT_PROBLEM_MESSAGES: Partial<Record<ProblemCode, (flow: LoginFlow | undefined) => string>> = {
+  oauth_denied: (flow) => `You cancelled the reconnection on ${platformName(flow)}. To reconnect, click Reconnect again and choose Allow.`,
+  code_rejected: (flow) => `${platformName(flow)} didn't accept the reconnection: it may have taken too long. Click Reconnect to try again.`,
+  permission_missing: (flow) => `${platformName(flow)} didn't give Switchboard every permission it needs. Click Reconnect and keep every permission switched on.`,
+  flow_unavailable: (flow) => `Reconnecting with ${platformName(flow)} isn't available right now. Try again later, or contact support.`,
+  no_pages: () => "Facebook didn't share any Page with Switchboard. Click Reconnect and tick your business's Page when Facebook asks which Pages to share.",
+  not_page_admin: () => "You aren't an admin of that Facebook Page any more. Ask the Page's owner to give you full control (Page settings → Page access), then click Reconnect.",
+  not_professional: () => 'Your Instagram account is a personal account now. Switch it back to a business or creator account in the Instagram app, then click Reconnect.',
+  connected_elsewhere: () => 'This account is now connected to another business on Switchboard. Disconnect it there first, then click Reconnect.',
+  asset_missing: (flow) => `The account is no longer among those ${platformName(flow)} shared with us. Click Reconnect and make sure it is ticked.`,
+  token_invalid: (flow) => `${platformName(flow)} says the sign-in is no longer valid. Click Reconnect to sign in again.`,
+  subscription_failed: (flow) => `${platformName(flow)} didn't switch message delivery back on for the account. Check that you have full control of it, then click Reconnect.`,
+  meta_rejected: (flow) => `${platformName(flow)} refused the request. Click Reconnect to try again; if it keeps happening, contact support.`,
+  meta_unavailable: (flow) => `${platformName(flow)} isn't answering right now. Wait a few minutes, then click Reconnect.`,
+  timed_out: () => 'This reconnection waited too long for you to finish it, so we stopped it. Click Reconnect to start again.',
+  internal: () => 'Something went wrong on our side while reconnecting. Our team has been told; please try again in a few minutes.',
+};
+
+export function reconnectProblemMessage(problem: OnboardingProblem | undefined, flow: LoginFlow | undefined): string | undefined {
+  if (!problem) return undefined;
+  const fixed = Object.hasOwn(RECONNECT_PROBLEM_MESSAGES, problem.code) ? RECONNECT_PROBLEM_MESSAGES[problem.code as ProblemCode] : undefined;
+  return fixed ? fixed(flow) : problem.message;
+}
+
+/** What "Reconnecting…" is waiting for, per step. */
+export const RECONNECT_WORKING_TEXT: Partial<Record<ReconnectStep, string>> = {
+  awaiting_oauth: 'Getting ready…',
+  exchanging_code: 'Confirming your sign-in with Meta…',
+  storing_token: 'Saving the new connection securely…',
+  subscribing: 'Checking message delivery for the account…',
+  resuming: 'Sending the replies that were waiting…',
+  compensating: 'Undoing the unfinished reconnection…',
+};
+
+/** "3 replies are waiting", "1 reply is waiting". */
+export function waitingReplies(n: number): string {
+  return n === 1 ? '1 reply is waiting' : `${n === 0 ? 'no' : n} replies are waiting`;
+}
+
+/** "Reconnected — 3 waiting replies are being sent". */
+export function reconnectedMessage(parked: number): string {
+  if (parked === 0) return 'Reconnected — no replies were waiting.';
+  return `Reconnected — ${parked === 1 ? '1 waiting reply is' : `${parked} waiting replies are`} being sent.`;
+}
+
+/** The page's key with a reconnect shown on it: when either changes, the live page re-renders. */
+export function pageKey(status: OnboardingStatus | undefined, reconnect: ReconnectStatus | undefined): string {
+  const base = statusKey(status);
+  return reconnect ? `${base}|reconnect:${reconnect.step}:${reconnect.status}:${reconnect.problem?.code ?? ''}` : base;
 }

@@ -46,6 +46,21 @@ export interface OnboardingClientOptions {
 
 export const ONBOARDING_WORKFLOW_TYPE = 'onboardingWorkflow';
 
+/**
+ * A portal call to Temporal under a deadline, with the outcomes the pages tell apart: not found
+ * (passed on), refused by the workflow (its validator's message), unavailable. Shared by the
+ * onboarding and the reconnect clients.
+ */
+export async function portalTemporalCall<T>(connection: Connection, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await withTemporalDeadline(connection, timeoutMs, fn);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError || err instanceof OnboardingRefusedError) throw err;
+    if (err instanceof WorkflowUpdateFailedError) throw new OnboardingRefusedError(err.cause?.message ?? err.message);
+    throw new OnboardingUnavailableError((err as Error).message);
+  }
+}
+
 export class OnboardingClient {
   private readonly updateTimeoutMs: number;
 
@@ -53,14 +68,8 @@ export class OnboardingClient {
     this.updateTimeoutMs = opts.updateTimeoutMs ?? Math.max(opts.rpcTimeoutMs, 15_000);
   }
 
-  private async call<T>(timeoutMs: number, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await withTemporalDeadline(this.opts.connection, timeoutMs, fn);
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError || err instanceof OnboardingRefusedError) throw err;
-      if (err instanceof WorkflowUpdateFailedError) throw new OnboardingRefusedError(err.cause?.message ?? err.message);
-      throw new OnboardingUnavailableError((err as Error).message);
-    }
+  private call<T>(timeoutMs: number, fn: () => Promise<T>): Promise<T> {
+    return portalTemporalCall(this.opts.connection, timeoutMs, fn);
   }
 
   private handle(tenantId: string) {

@@ -1,6 +1,20 @@
 import { html, type SafeHtml } from '../dashboard/html';
 import type { GrantedAsset, LoginFlow, OnboardingStatus } from '../../workflows/onboarding-definitions';
-import { problemMessage, STATE_PROBLEMS, STEP_LABELS, statusKey, UNAVAILABLE_MESSAGE, WORKING_TEXT, type StateProblem } from './messages';
+import type { ReconnectStatus } from '../../workflows/token-lifecycle-definitions';
+import type { PortalChannel } from './channels';
+import {
+  pageKey,
+  problemMessage,
+  reconnectedMessage,
+  reconnectProblemMessage,
+  RECONNECT_WORKING_TEXT,
+  STATE_PROBLEMS,
+  STEP_LABELS,
+  UNAVAILABLE_MESSAGE,
+  waitingReplies,
+  WORKING_TEXT,
+  type StateProblem,
+} from './messages';
 
 /**
  * The portal's pages, rendered on the server with every value escaped (`html`). They work
@@ -134,6 +148,10 @@ export interface PortalView {
   cancelledFlow?: LoginFlow;
   /** Values to keep in the assistant form after a refused post. */
   configureValues?: { persona?: string; language?: string; businessName?: string };
+  /** A live tenant's channels: where each stands and the replies waiting for it. */
+  channels?: readonly PortalChannel[];
+  /** The reconnect the page follows (`?reconnect=<channel id>`), with its saga's status (undefined: none). */
+  reconnect?: { channelId: string; status: ReconnectStatus | undefined };
 }
 
 export const CHECKLIST = [
@@ -304,15 +322,68 @@ ${fieldProblem('catalog') ? html`<span class="field-problem">${fieldProblem('cat
 </form>`;
 }
 
+/** How the client knows an account: `@name` for Instagram, `Page “Name”` for a Page (the onboarding's names), else its id. */
+export function shortAccountLabel(assets: readonly GrantedAsset[], c: { platform: 'messenger' | 'instagram'; accountId: string }): string {
+  for (const a of assets) {
+    if (a.accountId === c.accountId && a.platform === c.platform) return c.platform === 'instagram' ? `@${a.name.replace(/^@/, '')}` : `Page “${a.name}”`;
+    if (c.platform === 'instagram' && a.linkedInstagram?.accountId === c.accountId && a.linkedInstagram.username) return `@${a.linkedInstagram.username.replace(/^@/, '')}`;
+  }
+  return c.platform === 'instagram' ? `Instagram account ${c.accountId}` : `Facebook Page ${c.accountId}`;
+}
+
+const reconnectWorking = (r: PortalView['reconnect']): boolean => r?.status?.status === 'working';
+
+/** The reconnect the page follows: "Reconnecting…", its problem, or "Reconnected". */
+function reconnectBox(view: PortalView, label: string): SafeHtml {
+  const r = view.reconnect?.status;
+  if (!r) return html``;
+  if (r.status === 'working') {
+    return html`<section class="reconnect" aria-labelledby="reconnect-heading">
+<h3 id="reconnect-heading">Reconnecting ${label}…</h3>
+<div class="waiting" role="status" aria-live="polite">
+<span class="spinner" aria-hidden="true"></span>
+<p id="reconnect-text">${RECONNECT_WORKING_TEXT[r.step] ?? 'Working…'}</p>
+</div>
+</section>`;
+  }
+  if (r.step === 'reconnected') {
+    return html`<div class="success" role="status" tabindex="-1" data-focus id="reconnected"><p><strong>${reconnectedMessage(r.resumed?.parked ?? 0)}</strong> ${label} works again.</p></div>`;
+  }
+  return problemBox(reconnectProblemMessage(r.problem, r.flow));
+}
+
+/** A channel Meta no longer accepts Switchboard's access to: what it means, and the Reconnect button. */
+function reconnectNotice(view: PortalView, c: PortalChannel, label: string): SafeHtml {
+  const following = view.reconnect?.channelId === c.id ? view.reconnect : undefined;
+  return html`<div class="problem reconnect-notice" id="reconnect-${c.id}" data-channel-id="${c.id}">
+<p class="problem-title">${label} needs to be reconnected — ${waitingReplies(c.parked)}.</p>
+<p id="reconnect-${c.id}-why">Meta stopped accepting Switchboard's access to this account (a changed password or a removed permission does that). Your customers' messages are still collected; the assistant's replies wait and are sent, in order, once you reconnect.</p>
+${
+  !view.may.connect
+    ? html`<p>Ask the owner or an admin of your business to reconnect it.</p>`
+    : reconnectWorking(following)
+      ? ''
+      : html`<form method="post" action="/portal/reconnect">${csrfField(view.csrf)}<input type="hidden" name="channelId" value="${c.id}"><p><button type="submit" class="primary" aria-describedby="reconnect-${c.id}-why">Reconnect<span class="visually-hidden"> ${label}</span></button></p></form>`
+}
+</div>`;
+}
+
 function livePanel(view: PortalView): SafeHtml {
   const status = view.status!;
-  const live = status.channels.filter((c) => c.live);
+  const assets = status.assets ?? [];
+  const channels: readonly PortalChannel[] =
+    view.channels ?? status.channels.filter((c) => c.live).map((c) => ({ id: c.channelId, platform: c.platform, accountId: c.accountId, graphApi: 'facebook' as const, status: 'active' as const, parked: 0 }));
+  const needing = channels.filter((c) => c.status === 'reauth_required');
+  const followed = view.reconnect ? channels.find((c) => c.id === view.reconnect!.channelId) : undefined;
   return html`<h2 id="panel-heading">You're live</h2>
+${followed ? reconnectBox(view, shortAccountLabel(assets, followed)) : ''}
+${needing.map((c) => reconnectNotice(view, c, shortAccountLabel(assets, c)))}
 <p class="success">Switchboard now answers your customers' messages on:</p>
 <ul class="channels">
-${live.map((c) => {
-  const name = pickerEntries(status.assets ?? []).find((e) => e.accountId === c.accountId)?.label;
-  return html`<li data-channel-id="${c.channelId}">${name ?? (c.platform === 'messenger' ? 'Messenger' : 'Instagram')} <span class="mono subtle">(${c.accountId})</span></li>`;
+${channels.map((c) => {
+  const name = pickerEntries(assets).find((e) => e.accountId === c.accountId)?.label;
+  const state = c.status === 'reauth_required' ? html` — <strong>waiting to be reconnected</strong>` : c.status === 'disabled' ? html` — <strong>switched off</strong>` : '';
+  return html`<li data-channel-id="${c.id}">${name ?? (c.platform === 'messenger' ? 'Messenger' : 'Instagram')} <span class="mono subtle">(${c.accountId})</span>${state}</li>`;
 })}
 </ul>
 <p><a href="/dashboard">Open the dashboard</a> to watch conversations and how fast they are answered.</p>`;
@@ -372,6 +443,9 @@ function panelKind(status: OnboardingStatus | undefined): PanelKind {
 /** Is the page waiting for the saga (live updates on, a meta refresh without scripts)? */
 export const isWorking = (status: OnboardingStatus | undefined): boolean => panelKind(status) === 'waiting';
 
+/** …or for a reconnect it follows. */
+export const isPageWorking = (view: Pick<PortalView, 'status' | 'reconnect'>): boolean => isWorking(view.status) || reconnectWorking(view.reconnect);
+
 const PANELS: Record<PanelKind, (view: PortalView) => SafeHtml> = {
   waiting: waitingPanel,
   live: livePanel,
@@ -390,14 +464,14 @@ ${PANELS[panelKind(view.status)](view)}
 }
 
 export function portalPage(assets: PortalAssets, view: PortalView): string {
-  const working = isWorking(view.status);
+  const working = isPageWorking(view);
   return layout({
     title: 'Set up',
     assets,
     header: { businessName: view.businessName, csrf: view.csrf },
     refreshSeconds: working ? 2 : undefined,
     main: html`<h1>Set up ${view.businessName}</h1>
-<div id="portal" data-key="${statusKey(view.status)}" data-working="${working ? 'yes' : 'no'}">
+<div id="portal" data-key="${pageKey(view.status, view.reconnect?.status)}" data-working="${working ? 'yes' : 'no'}">
 ${portalPanel(view)}
 </div>
 <p id="announcer" class="visually-hidden" aria-live="polite" aria-atomic="true"></p>`,

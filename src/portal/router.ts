@@ -21,12 +21,14 @@ import { getTenant } from '../db/tenants';
 import { csrfSatisfied, denialAuditor, readForm } from '../gateway/principal';
 import { readBodyOr413 } from '../gateway/raw-body';
 import type { Logger } from '../logger';
-import type { AssistantConfiguration, LoginFlow, OnboardingStatus } from '../../workflows/onboarding-definitions';
+import type { AssistantConfiguration, LoginFlow, OAuthCallback, OnboardingStatus } from '../../workflows/onboarding-definitions';
 import { loadPortalAssets, type PortalAsset, type PortalAssetName } from './assets';
 import { dialogUrl, flowAvailable, type DialogConfig } from './dialog-urls';
-import { problemMessage, statusKey, UNAVAILABLE_MESSAGE, type StateProblem } from './messages';
+import { pageKey, problemMessage, reconnectProblemMessage, statusKey, UNAVAILABLE_MESSAGE, type StateProblem } from './messages';
 import { OnboardingClient, OnboardingRefusedError, OnboardingUnavailableError } from './onboarding-client';
-import { CHECKLIST, LANGUAGES, loginPage, noticePage, portalPage, portalPanel, signupPage, statePage, type FormProblem, type PortalAssets, type PortalView } from './pages';
+import { CHECKLIST, isPageWorking, LANGUAGES, loginPage, noticePage, portalPage, portalPanel, shortAccountLabel, signupPage, statePage, type FormProblem, type PortalAssets, type PortalView } from './pages';
+import { portalChannel, portalChannels } from './channels';
+import { ReconnectClient } from './reconnect-client';
 import { signUp } from './signup';
 
 /**
@@ -64,6 +66,7 @@ export interface PortalDeps {
 /** A multipart post carries at most the catalog and a few short fields. */
 const MAX_CONFIGURE_BYTES = MAX_CATALOG_BYTES + 64 * 1024;
 const ACCOUNT_ID = /^\d{1,32}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const FLOWS: readonly LoginFlow[] = ['facebook', 'instagram'];
 
 type TenantPrincipal = Extract<Principal, { kind: 'tenant_user' }>;
@@ -112,6 +115,13 @@ export function portalRoutes(deps: PortalDeps): Router {
     css: `/portal/assets/portal.css?v=${assets['portal.css'].hash}`,
   };
   const onboarding = new OnboardingClient({
+    client: deps.temporal.client,
+    connection: deps.temporal.connection,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    rpcTimeoutMs: config.TEMPORAL_RPC_TIMEOUT_MS,
+    oauthTimeoutMs: config.ONBOARDING_OAUTH_TIMEOUT_MS,
+  });
+  const reconnects = new ReconnectClient({
     client: deps.temporal.client,
     connection: deps.temporal.connection,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
@@ -205,14 +215,16 @@ export function portalRoutes(deps: PortalDeps): Router {
   /**
    * The saga's status, starting it when the tenant has none and nothing is live (a sign-up whose
    * start failed, or a tenant created by an operator). A tenant whose onboarding finished and
-   * aged out of Temporal's retention has live channels, and gets a "live" status instead.
+   * aged out of Temporal's retention has live channels (active, or waiting to be reconnected),
+   * and gets a "live" status instead.
    */
   async function currentStatus(tenantId: string): Promise<OnboardingStatus | undefined> {
     try {
       const status = await onboarding.status(tenantId);
       if (status) return status;
       const counts = await withTenant(pool, tenantId, (tx) => channelCounts(tx));
-      if (counts.active > 0) {
+      // A channel waiting to be reconnected was live too: its page offers Reconnect, not a new setup.
+      if (counts.active + counts.reauthRequired > 0) {
         return { tenantId, step: 'live', portalStep: 4, status: 'done', channels: [], startedAt: 0 };
       }
       await onboarding.start(tenantId);
@@ -226,11 +238,25 @@ export function portalRoutes(deps: PortalDeps): Router {
     }
   }
 
+  /**
+   * A live tenant's channels, and the reconnect the page follows (`?reconnect=<channel id>`, one
+   * of the tenant's own channels) with its saga's status.
+   */
+  async function liveParts(ctx: Context, tenantId: string, status: OnboardingStatus | undefined): Promise<Pick<PortalView, 'channels' | 'reconnect'>> {
+    if (status?.step !== 'live') return {};
+    const channels = await portalChannels(pool, tenantId);
+    const wanted = firstQuery(ctx.query.reconnect);
+    const followed = wanted && UUID.test(wanted) ? channels.find((c) => c.id === wanted.toLowerCase()) : undefined;
+    if (!followed) return { channels };
+    return { channels, reconnect: { channelId: followed.id, status: await reconnects.status(followed.id) } };
+  }
+
   async function view(ctx: Context, extra: Partial<PortalView> = {}): Promise<PortalView> {
     const user = ctx.state.portalUser!;
     const [tenant, status] = await Promise.all([getTenant(pool, user.tenantId), extra.status ?? currentStatus(user.tenantId)]);
     const cancelled = firstQuery(ctx.query.cancelled);
     return {
+      ...(await liveParts(ctx, user.tenantId, status)),
       status,
       businessName: tenant?.name ?? 'your business',
       csrf: csrfTokenFor(ctx.state.sessionToken!),
@@ -335,7 +361,23 @@ export function portalRoutes(deps: PortalDeps): Router {
       ctx.body = { error: { code: 'onboarding_unavailable', message: UNAVAILABLE_MESSAGE }, key: statusKey(undefined) };
       return;
     }
-    ctx.body = { ...status, key: statusKey(status), problem: status.problem ? { code: status.problem.code, message: problemMessage(status.problem, status.flow) } : null };
+    const { reconnect } = await liveParts(ctx, p.tenantId, status);
+    const r = reconnect?.status;
+    ctx.body = {
+      ...status,
+      key: pageKey(status, r),
+      working: isPageWorking({ status, reconnect }),
+      problem: status.problem ? { code: status.problem.code, message: problemMessage(status.problem, status.flow) } : null,
+      ...(r && {
+        reconnect: {
+          channelId: r.channelId,
+          step: r.step,
+          status: r.status,
+          problem: r.problem ? { code: r.problem.code, message: reconnectProblemMessage(r.problem, r.flow) } : null,
+          ...(r.resumed && { resumed: r.resumed }),
+        },
+      }),
+    };
   });
 
   /** Re-renders the setup page with a problem about what was just posted. */
@@ -374,6 +416,40 @@ export function portalRoutes(deps: PortalDeps): Router {
     ctx.redirect(dialogUrl(config, flow, created.state, created.codeVerifier));
   });
 
+  /**
+   * A channel Meta no longer accepts Switchboard's access to: its reconnect saga (joined if one is
+   * open), a new OAuth state bound to the session, the tenant and the channel, and the consent
+   * dialog of the channel's login flow.
+   */
+  router.post('/reconnect', tenantUser, csrf, async (ctx) => {
+    const user = ctx.state.portalUser!;
+    if (!can(user, 'channels.manage', user.tenantId)) return forbidden(ctx, 'channels.manage');
+    const channelId = (ctx.state.form?.get('channelId') ?? '').toLowerCase();
+    const channel = UUID.test(channelId) ? await portalChannel(pool, user.tenantId, channelId) : null;
+    if (!channel) return send(ctx, 404, noticePage(pageAssets, { title: 'Not found', message: "That account isn't one of your business's accounts. Go back to your page and try again.", action: { href: '/portal', label: 'Back to your page' } }));
+    const follow = `/portal?reconnect=${channel.id}`;
+    // Already working again (another tab, a colleague): show where it stands.
+    if (channel.status !== 'reauth_required') return redirect(ctx, follow);
+    const flow: LoginFlow = channel.graphApi === 'instagram' ? 'instagram' : 'facebook';
+    if (!flowAvailable(config, flow)) {
+      return send(ctx, 400, noticePage(pageAssets, { title: 'Not available', message: `Reconnecting with ${flow === 'facebook' ? 'Facebook' : 'Instagram'} isn't switched on for this Switchboard. Contact its operator.`, action: { href: follow, label: 'Back to your page' } }));
+    }
+    const onboardingStatus = await onboarding.status(user.tenantId).catch(() => undefined);
+    await reconnects.start(user.tenantId, channel.id, shortAccountLabel(onboardingStatus?.assets ?? [], channel));
+    const created = await createOAuthState(pool, { tenantId: user.tenantId, sessionId: user.sessionId, flow, channelId: channel.id }, { vault: deps.vault });
+    try {
+      await reconnects.beginOAuth(channel.id, { flow, stateHash: created.stateHash, expiresAt: created.expiresAt });
+    } catch (err) {
+      // The saga is busy with an earlier callback: the page follows it.
+      if (err instanceof OnboardingRefusedError) return redirect(ctx, follow);
+      throw err;
+    }
+    await audit(ctx, { tenantId: user.tenantId, actor: auditActorOf(user), action: 'channel.reconnect_started', resource: `channel:${channel.id}`, outcome: 'success', details: { flow, platform: channel.platform, parked: channel.parked } });
+    ctx.set('cache-control', 'no-store');
+    ctx.status = 303;
+    ctx.redirect(dialogUrl(config, flow, created.state, created.codeVerifier));
+  });
+
   router.get('/oauth/callback', async (ctx) => {
     const p = ctx.state.principal;
     const q = (name: string) => {
@@ -398,30 +474,34 @@ export function portalRoutes(deps: PortalDeps): Router {
 
     const consumed = await consumeOAuthState(pool, p.tenantId, state, p.sessionId, { vault: deps.vault });
     if ('problem' in consumed) return reject(consumed.problem, p.tenantId);
-    const { flow, stateHash } = consumed;
+    const { flow, stateHash, channelId } = consumed;
+    // A reconnect attempt names its channel: the answer goes to that channel's saga.
+    const saga = channelId
+      ? { deliver: (cb: OAuthCallback) => reconnects.oauthCallback(channelId, cb), resource: `channel:${channelId}`, done: `/portal?reconnect=${channelId}`, details: { flow, channel: channelId } }
+      : { deliver: (cb: OAuthCallback) => onboarding.oauthCallback(p.tenantId, cb), resource: `onboarding:${p.tenantId}`, done: '/portal', details: { flow } };
 
     const error = q('error');
     const code = q('code');
     const outcome: 'denied' | 'code' | undefined = error ? 'denied' : code && cleanCode(code) ? 'code' : undefined;
-    if (!outcome) return reject('missing', p.tenantId, { flow });
+    if (!outcome) return reject('missing', p.tenantId, saga.details);
     try {
       if (outcome === 'denied') {
         const errorReason = q('error_reason');
         const errorDescription = q('error_description');
-        await onboarding.oauthCallback(p.tenantId, { stateHash, error: error!.slice(0, 100), ...(errorReason && { errorReason: errorReason.slice(0, 100) }), ...(errorDescription && { errorDescription: errorDescription.slice(0, 500) }) });
+        await saga.deliver({ stateHash, error: error!.slice(0, 100), ...(errorReason && { errorReason: errorReason.slice(0, 100) }), ...(errorDescription && { errorDescription: errorDescription.slice(0, 500) }) });
       } else {
-        await onboarding.oauthCallback(p.tenantId, { stateHash, code: cleanCode(code!), ...(consumed.codeVerifier && { codeVerifier: consumed.codeVerifier }) });
+        await saga.deliver({ stateHash, code: cleanCode(code!), ...(consumed.codeVerifier && { codeVerifier: consumed.codeVerifier }) });
       }
     } catch (err) {
-      if (err instanceof OnboardingRefusedError) return reject('refused', p.tenantId, { flow, why: err.message.slice(0, 200) });
+      if (err instanceof OnboardingRefusedError) return reject('refused', p.tenantId, { ...saga.details, why: err.message.slice(0, 200) });
       throw err;
     }
     if (outcome === 'denied') {
-      await audit(ctx, { tenantId: p.tenantId, actor: auditActorOf(p), action: 'onboarding.oauth_denied', resource: `onboarding:${p.tenantId}`, outcome: 'failure', reason: 'consent_denied', details: { flow, error: error!.slice(0, 100), errorReason: q('error_reason')?.slice(0, 100) } });
-      return redirect(ctx, `/portal?cancelled=${flow}`);
+      await audit(ctx, { tenantId: p.tenantId, actor: auditActorOf(p), action: 'onboarding.oauth_denied', resource: saga.resource, outcome: 'failure', reason: 'consent_denied', details: { ...saga.details, error: error!.slice(0, 100), errorReason: q('error_reason')?.slice(0, 100) } });
+      return redirect(ctx, channelId ? saga.done : `/portal?cancelled=${flow}`);
     }
-    await audit(ctx, { tenantId: p.tenantId, actor: auditActorOf(p), action: 'onboarding.oauth_callback', resource: `onboarding:${p.tenantId}`, outcome: 'success', details: { flow } });
-    redirect(ctx, '/portal');
+    await audit(ctx, { tenantId: p.tenantId, actor: auditActorOf(p), action: 'onboarding.oauth_callback', resource: saga.resource, outcome: 'success', details: saga.details });
+    redirect(ctx, saga.done);
   });
 
   router.post('/select', tenantUser, csrf, async (ctx) => {

@@ -1,10 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { onboardingWorkflowId } from '../../workflows/onboarding-definitions';
-import { collectPageProblems, launchChromium, screenshot } from '../support/browser';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium, screenshot } from '../support/browser';
 import { ROOT } from '../support/paths';
+import { pageErrors, PortalBrowser, SANDBOX_IG_ACCOUNT, SANDBOX_PAGE_ID } from '../support/portal-browser';
 import { eventually, startTestStack, type TestStack } from '../support/stack';
 import { postWebhook, textDelivery } from '../support/webhooks';
 
@@ -22,10 +21,8 @@ const TIMINGS_FILE = path.join(ROOT, 'test', 'artifacts', 'onboarding-timings.js
 /** The issue's bar for one onboarding, machine time. */
 const TARGET_MS = 60_000;
 /** The sandbox's default persona (src/sandbox/oauth-store.ts): Page A, and the Instagram-Login account. */
-const PAGE_ID = '104829376511820';
-const IG_ACCOUNT = '17841469920315587';
-
-const CATALOG_CSV = 'sku,name,description,price,currency,stock\nRJ-1,Rain jacket,Waterproof jacket,89.90,EUR,4\nWB-2,Wool beanie,Merino wool,24.00,EUR,12\n';
+const PAGE_ID = SANDBOX_PAGE_ID;
+const IG_ACCOUNT = SANDBOX_IG_ACCOUNT;
 
 interface Timing {
   flow: 'facebook' | 'instagram';
@@ -39,18 +36,17 @@ interface Timing {
 describe('self-service onboarding in a browser', () => {
   let stack: TestStack;
   let browser: Browser;
-  const contexts: BrowserContext[] = [];
+  let pb: PortalBrowser;
   const timings: Timing[] = [];
-
-  const pageErrors = (problems: string[]) => problems.filter((p) => p.startsWith('pageerror') || /Content Security Policy|Refused to/i.test(p));
 
   beforeAll(async () => {
     stack = await startTestStack();
     browser = await launchChromium();
+    pb = new PortalBrowser(stack, browser);
   });
 
   afterAll(async () => {
-    for (const c of contexts) await c.close().catch(() => undefined);
+    await pb?.close();
     await browser?.close();
     await stack?.close();
     if (timings.length > 0) {
@@ -59,93 +55,13 @@ describe('self-service onboarding in a browser', () => {
     }
   });
 
-  async function newPage(width = 1280, height = 900): Promise<{ page: Page; problems: string[] }> {
-    const context = await browser.newContext({ viewport: { width, height } });
-    contexts.push(context);
-    const page = await context.newPage();
-    return { page, problems: collectPageProblems(page) };
-  }
-
-  /** Fills in the sign-up form; the browser lands on the setup page. */
-  async function signUp(page: Page, name: string, shot: string) {
-    await page.goto(`${stack.gatewayUrl}/portal/signup`);
-    const tag = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-    await page.getByLabel('Business name').fill(name);
-    await page.getByLabel('Email').fill(`owner-${tag}@shop.example`);
-    await page.getByLabel('Password').fill(`a long passphrase ${tag}`);
-    await screenshot(page, `${shot}-01-sign-up`);
-    await Promise.all([page.waitForURL(`${stack.gatewayUrl}/portal`), page.getByRole('button', { name: 'Create account' }).click()]);
-  }
-
-  /** Step 2: the buttons wait for the three boxes; then the chosen one leads to the sandbox's consent page. */
-  async function connect(page: Page, flow: 'facebook' | 'instagram', shot: string) {
-    const button = page.getByRole('button', { name: flow === 'facebook' ? 'Connect with Facebook' : 'Connect with Instagram' });
-    await button.waitFor({ timeout: 20_000 });
-    expect(await page.locator('.progress [aria-current="step"]').textContent()).toContain('Connect Instagram or Facebook');
-    expect(await button.isDisabled()).toBe(true);
-    for (const label of ['business or creator', 'linked to a Facebook Page', 'admin of that Facebook Page']) await page.getByLabel(label).check();
-    expect(await button.isEnabled()).toBe(true);
-    await screenshot(page, `${shot}-02-checklist`);
-    await Promise.all([page.waitForURL(`${stack.sandbox.url}/**`), button.click()]);
-    await page.getByRole('button', { name: 'Allow' }).waitFor();
-    await screenshot(page, `${shot}-03-consent`);
-    // Allow → the callback → back on the setup page, live while the saga talks to "Meta".
-    await Promise.all([page.waitForURL(`${stack.gatewayUrl}/portal**`), page.getByRole('button', { name: 'Allow' }).click()]);
-  }
-
-  /** What the page shows, the last Graph calls and why the saga's current activity keeps failing: a stuck run says where it is stuck. */
-  async function diagnose(page: Page): Promise<string> {
-    const lines = [`the page shows: ${(await page.locator('main').innerText()).slice(0, 600)}`, 'last Graph calls:'];
-    lines.push(...stack.sandbox.requests().slice(-12).map((r) => `  ${r.method} ${r.path} → ${r.status}`));
-    try {
-      const d = await stack.client.workflow.getHandle(onboardingWorkflowId(await tenantOf(page))).describe();
-      for (const a of d.raw.pendingActivities ?? []) {
-        const failure = await decodeOptionalFailureToOptionalError(stack.client.workflow.options.loadedDataConverter, a.lastFailure);
-        lines.push(`pending activity ${a.activityType?.name}, attempt ${a.attempt}: ${failure?.message ?? 'no failure yet'}`);
-      }
-    } catch (e) {
-      lines.push(`(no workflow description: ${(e as Error).message})`);
-    }
-    return lines.join('\n');
-  }
-
-  /** The page reaches what `until` waits for by itself: a marker on the window survives only if it is never reloaded. */
-  async function followsLive(page: Page, until: () => Promise<unknown>) {
-    await page.evaluate('window.__noReload = true');
-    await until().catch(async (err: unknown) => {
-      await screenshot(page, `failed-${Date.now()}`);
-      throw new Error(`${(err as Error).message}\n${await diagnose(page)}`);
-    });
-    expect(await page.evaluate('window.__noReload')).toBe(true);
-  }
-
-  /** Step 3: the assistant, with a catalog; then the page follows the saga to "You're live" by itself. */
-  async function configure(page: Page, shot: string) {
-    await followsLive(page, () => page.getByRole('heading', { name: 'Set up your assistant' }).waitFor({ timeout: 30_000 }));
-    expect(await page.locator('.progress [aria-current="step"]').textContent()).toContain('Set up your assistant');
-    await page.getByLabel('How should the assistant sound?').fill('Warm and brief. Mentions prices in euros.');
-    await page.getByLabel('Language it answers in').selectOption('en');
-    await page.getByLabel(/Product catalog/).setInputFiles({ name: 'catalog.csv', mimeType: 'text/csv', buffer: Buffer.from(CATALOG_CSV) });
-    await screenshot(page, `${shot}-05-assistant`);
-    await Promise.all([page.waitForURL(`${stack.gatewayUrl}/portal`), page.getByRole('button', { name: 'Save and go live' }).click()]);
-    await followsLive(page, () => page.getByRole('heading', { name: "You're live" }).waitFor({ timeout: 30_000 }));
-    await screenshot(page, `${shot}-06-live`);
-  }
-
-  async function channel(tenantId: string, accountId: string) {
-    return eventually(async () => {
-      const { rows } = await stack.db.ownerPool.query<{ id: string; status: string; webhook_subscribed: boolean | null }>(
-        'SELECT id, status, webhook_subscribed FROM channels WHERE tenant_id = $1 AND account_id = $2',
-        [tenantId, accountId],
-      );
-      return rows[0]?.status === 'active' ? rows[0] : undefined;
-    });
-  }
-
-  async function tenantOf(page: Page): Promise<string> {
-    const res = await page.request.get(`${stack.gatewayUrl}/portal/status.json`);
-    return ((await res.json()) as { tenantId: string }).tenantId;
-  }
+  const newPage = (width?: number, height?: number) => pb.newPage(width, height);
+  const signUp = (page: Page, name: string, shot: string) => pb.signUp(page, name, shot);
+  const connect = (page: Page, flow: 'facebook' | 'instagram', shot: string) => pb.connect(page, flow, shot);
+  const followsLive = (page: Page, until: () => Promise<unknown>) => pb.followsLive(page, until);
+  const configure = (page: Page, shot: string) => pb.configure(page, shot);
+  const channel = (tenantId: string, accountId: string) => pb.channel(tenantId, accountId);
+  const tenantOf = (page: Page) => pb.tenantOf(page);
 
   /** A signed customer message to the new channel; resolves with the Send API call that answered it. */
   async function firstReply(body: string, customer: string) {

@@ -1,14 +1,17 @@
 // Switchboard onboarding portal: progressive enhancement only — every form works without this.
 // 1. The requirements checklist enables the connect buttons once all three boxes are ticked.
-// 2. While the saga works ("waiting for Meta…"), polls /portal/status.json and, when what the
-//    page shows changes, swaps #portal for the server's new rendering (/portal/panel): the same
-//    escaped HTML as a full page load, parsed inert by DOMParser (the CSP allows no inline script).
+// 2. While the saga works ("waiting for Meta…", or a channel's "Reconnecting…"), polls
+//    /portal/status.json and, when what the page shows changes, swaps #portal for the server's new
+//    rendering (/portal/panel): the same escaped HTML as a full page load, parsed inert by
+//    DOMParser (the CSP allows no inline script). Both get the page's query (`?reconnect=…`).
 // 3. Moves focus to a problem box or the new step's heading so keyboard and screen-reader users
 //    land where the page changed.
 'use strict';
 
 (() => {
   const POLL_MS = 1500;
+  // The reconnect the page follows, if any: the status and the panel are about it too.
+  const QUERY = window.location.search;
   const portal = document.getElementById('portal');
   const announcer = document.getElementById('announcer');
 
@@ -55,7 +58,7 @@
   }
 
   async function replacePanel() {
-    const res = await fetch('/portal/panel', { credentials: 'same-origin', headers: { accept: 'text/html' } });
+    const res = await fetch(`/portal/panel${QUERY}`, { credentials: 'same-origin', headers: { accept: 'text/html' } });
     if (res.status === 401 || res.redirected) {
       window.location.assign('/portal/login');
       return;
@@ -76,7 +79,7 @@
   async function poll() {
     let next = POLL_MS;
     try {
-      const res = await fetch('/portal/status.json', { credentials: 'same-origin', headers: { accept: 'application/json' } });
+      const res = await fetch(`/portal/status.json${QUERY}`, { credentials: 'same-origin', headers: { accept: 'application/json' } });
       if (res.status === 401) {
         window.location.assign('/portal/login');
         return;
@@ -85,7 +88,7 @@
       if (body.key && body.key !== portal.dataset.key) {
         await replacePanel();
         portal.dataset.key = body.key;
-        const working = body.key === 'unavailable' || body.status === 'working';
+        const working = typeof body.working === 'boolean' ? body.working : body.key === 'unavailable' || body.status === 'working';
         portal.dataset.working = working ? 'yes' : 'no';
         if (!working) return;
       }
