@@ -6,9 +6,11 @@ import {
   countDataKeysToRewrap,
   dataKeysToRewrap,
   destroyUnusedSupersededKeys,
+  dueDataKeyTenants,
   reencryptStaleSecrets,
   tenantsWithDataKeyOlderThan,
 } from '../src/db/key-inventory';
+import type { DataKeyPolicy, DueDataKey } from '../src/shared/data-key-policy';
 import type { ActivityDeps } from './index';
 
 export interface BatchResult {
@@ -83,20 +85,47 @@ export function createKeyRotationActivities({ pool, vault, logger }: Pick<Activi
       return { done, remaining };
     },
 
-    /** Starts a new data key for tenants whose current one predates the rotation (`startedAt`). */
-    async rotateDataKeysBatch(input: { startedAt: string; batchSize: number }): Promise<BatchResult> {
+    /**
+     * Starts a new data key for tenants whose current one predates the rotation (`startedAt`),
+     * only `tenantIds` when given. Each new key is a `data_key.rotated` event on its tenant's chain.
+     */
+    async rotateDataKeysBatch(input: { startedAt: string; batchSize: number; tenantIds?: string[] }): Promise<BatchResult> {
       const before = new Date(input.startedAt);
       let done = 0;
-      for (const tenantId of await tenantsWithDataKeyOlderThan(pool, before, input.batchSize)) {
-        await vault.rotateDataKey(tenantId);
+      for (const tenantId of await tenantsWithDataKeyOlderThan(pool, before, input.batchSize, input.tenantIds)) {
+        const version = await vault.rotateDataKey(tenantId);
         vault.evictTenant(tenantId);
         done += 1;
+        // After the key's own transaction (the vault owns it), so best effort like `key.rotated`;
+        // keyed by tenant and version, which exist once, so a retried append is not doubled.
+        await appendAuditEvent(
+          pool,
+          {
+            tenantId,
+            actor: { type: 'system', id: 'key-rotation' },
+            action: 'data_key.rotated',
+            resource: `data_key:${version}`,
+            outcome: 'success',
+            details: { version, masterKeyVersion: vault.keys.activeVersion, scope: input.tenantIds ? 'due_tenants' : 'all_tenants' },
+          },
+          { idempotencyKey: `data_key.rotated:${tenantId}:${version}` },
+        ).catch((err: unknown) => logger.error({ err: { name: (err as Error).name, message: (err as Error).message }, tenantId, version }, 'audit append failed'));
         heartbeat(done);
       }
-      const remaining = (await tenantsWithDataKeyOlderThan(pool, before, 1)).length;
+      const remaining = (await tenantsWithDataKeyOlderThan(pool, before, 1, input.tenantIds)).length;
       logger.info({ rotated: done, more: remaining > 0 }, 'key rotation: data keys rotated');
       await audit('rotate_data_keys', { done, remaining });
       return { done, remaining };
+    },
+
+    /**
+     * A page of tenants whose current data key is due under the policy at `asOf` (the workflow's
+     * time, so a run decides with one clock), by tenant id after `after`.
+     */
+    async listDueDataKeyTenants(input: DataKeyPolicy & { asOf: number; after?: string | null; limit: number }): Promise<{ due: DueDataKey[]; next: string | null }> {
+      const page = await dueDataKeyTenants(pool, { maxAgeMs: input.maxAgeMs, maxEncryptions: input.maxEncryptions }, new Date(input.asOf), { after: input.after ?? null, limit: input.limit });
+      logger.info({ due: page.due.length, more: page.next !== null }, 'data key rotation: due tenants listed');
+      return page;
     },
 
     async reencryptSecretsBatch(input: { batchSize: number }): Promise<BatchResult> {

@@ -9,7 +9,7 @@ import { ConfigError, loadConfig, type Config } from './config';
 import { StaticKeyProvider } from './crypto/key-provider';
 import { SecretVault } from './crypto/vault';
 import { ChannelConflictError, connectChannel } from './db/channels';
-import { KeyInUseError, keyStatus, retireMasterKey } from './db/key-inventory';
+import { dataKeyPolicyFromConfig, KeyInUseError, keyStatus, retireMasterKey } from './db/key-inventory';
 import { recordCliAction } from './audit/cli-actions';
 import { CatalogValidationError, formatFromFileName, importCatalog, MAX_CATALOG_BYTES, parseCatalog } from './catalog/import';
 import { createPool, type Pool } from './db/pool';
@@ -109,7 +109,7 @@ const commands = {
     schema: z.object({ id: uuid }),
   },
   'keys:status': {
-    usage: 'keys:status',
+    usage: 'keys:status   (key hierarchy; every tenant data key with its age, usage and whether the rotation policy finds it due)',
     schema: z.object({}),
   },
   'keys:rotate': {
@@ -319,7 +319,7 @@ async function runCommand(name: CommandName, args: Record<string, string | undef
       }
       case 'keys:status':
         validate(name, commands[name].schema, args);
-        return await keyStatus(pool, keys(config));
+        return await keyStatus(pool, keys(config), { policy: dataKeyPolicyFromConfig(config) });
       case 'keys:retire': {
         const a = validate(name, commands[name].schema, args);
         await retireMasterKey(pool, keys(config), a.version);

@@ -6,6 +6,12 @@ export interface KeyRotationInput {
   batchSize: number;
   /** Also start new tenant data keys and re-encrypt every secret under them. */
   rotateDataKeys: boolean;
+  /**
+   * With `rotateDataKeys`: only these tenants get a new data key (the scheduled DataKeyRotation
+   * passes the tenants its policy found due). Absent: every tenant. The rewrap under the newest
+   * master key and the re-encryption of secrets on superseded keys always cover every tenant.
+   */
+  tenantIds?: string[];
   /** How soon a silent (crashed) worker's batch is handed to another worker. Default 30 s. */
   heartbeatTimeoutMs?: number;
   /** Set on the first run; carried through continue-as-new. */
@@ -48,7 +54,7 @@ export async function keyRotationWorkflow(input: KeyRotationInput): Promise<KeyR
   }
   if (input.rotateDataKeys) {
     for (;;) {
-      const r = await acts.rotateDataKeysBatch({ startedAt, batchSize: input.batchSize });
+      const r = await acts.rotateDataKeysBatch({ startedAt, batchSize: input.batchSize, ...(input.tenantIds && { tenantIds: input.tenantIds }) });
       totals.dataKeysRotated += r.done;
       if (r.remaining === 0) break;
       await maybeContinue();

@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import type { KeyProvider } from '../crypto/key-provider';
 import { SECRET_COLUMNS, type SecretColumn } from '../crypto/secret-columns';
 import type { SecretVault } from '../crypto/vault';
+import { dataKeyAgeDays, dataKeyDueReasons, DAY_MS, DEFAULT_DATA_KEY_POLICY, type DataKeyDueReason, type DataKeyPolicy, type DueDataKey } from '../shared/data-key-policy';
 import { platformTenantIds, withTenant, type Queryable } from './tenant-scope';
 
 /**
@@ -49,16 +50,51 @@ async function tenantsWithSupersededKeys(db: Queryable): Promise<string[]> {
 const staleWhere = (col: SecretColumn) =>
   `EXISTS (SELECT 1 FROM tenant_data_keys k WHERE k.tenant_id = s.tenant_id AND k.version = s.${col.keyVersionColumn} AND k.superseded_at IS NOT NULL)`;
 
+/** One tenant data key as `keys:status` lists it, judged by the rotation policy. */
+export interface TenantDataKeyStatus {
+  tenantId: string;
+  version: number;
+  masterKeyVersion: number;
+  createdAt: string;
+  ageDays: number;
+  encryptions: number;
+  superseded: boolean;
+  /** A current key that reached a policy limit: the next scheduled DataKeyRotation gives the tenant a new one. */
+  due: boolean;
+  /** Which limits it reached (empty when not due). */
+  dueBecause: DataKeyDueReason[];
+}
+
 export interface KeyStatus {
   activeMasterKeyVersion: number;
   configuredMasterKeyVersions: number[];
   masterKeys: Array<{ version: number; dataKeys: number; retired: boolean; configured: boolean }>;
   dataKeys: Array<{ version: number; tenants: number; superseded: number; encryptions: number; oldestCreatedAt: string | null }>;
+  /** The data-key rotation policy the `due` flags were computed with. */
+  policy: { maxAgeDays: number; maxEncryptions: number };
+  /** Every tenant data key, oldest first. */
+  tenantDataKeys: TenantDataKeyStatus[];
   secrets: Array<{ table: string; column: string; byDataKeyVersion: Record<string, number>; onSupersededKeys: number }>;
   pending: { rewrap: number; reencrypt: number };
+  /** Current data keys due under `policy` (the scheduled DataKeyRotation rotates them). */
+  dueForRotation: number;
 }
 
-export async function keyStatus(pool: Pool, provider: KeyProvider): Promise<KeyStatus> {
+/** The configured data-key rotation policy (DATA_KEY_MAX_AGE_DAYS, DATA_KEY_MAX_ENCRYPTIONS). */
+export function dataKeyPolicyFromConfig(config: { DATA_KEY_MAX_AGE_DAYS: number; DATA_KEY_MAX_ENCRYPTIONS: number }): DataKeyPolicy {
+  return { maxAgeMs: config.DATA_KEY_MAX_AGE_DAYS * DAY_MS, maxEncryptions: config.DATA_KEY_MAX_ENCRYPTIONS };
+}
+
+export interface KeyStatusOptions {
+  /** Default: DATA_KEY_MAX_AGE_DAYS / DATA_KEY_MAX_ENCRYPTIONS's defaults (callers with a config pass theirs). */
+  policy?: DataKeyPolicy;
+  /** Default: now. */
+  asOf?: Date;
+}
+
+export async function keyStatus(pool: Pool, provider: KeyProvider, opts: KeyStatusOptions = {}): Promise<KeyStatus> {
+  const policy = opts.policy ?? DEFAULT_DATA_KEY_POLICY;
+  const asOf = (opts.asOf ?? new Date()).getTime();
   const inventory = await dataKeyInventory(pool);
   const retired = new Set((await pool.query<{ version: number }>('SELECT version FROM retired_master_keys')).rows.map((r) => r.version));
 
@@ -74,6 +110,20 @@ export async function keyStatus(pool: Pool, provider: KeyProvider): Promise<KeyS
     byVersion.set(k.version, v);
   }
   const versions = new Set([...provider.versions, ...byMaster.keys(), ...retired]);
+  const tenantDataKeys: TenantDataKeyStatus[] = inventory.map((k) => {
+    const dueBecause = dataKeyDueReasons({ createdAt: k.createdAt.getTime(), supersededAt: k.supersededAt?.getTime() ?? null, encryptions: k.encryptions }, policy, asOf);
+    return {
+      tenantId: k.tenantId,
+      version: k.version,
+      masterKeyVersion: k.masterKeyVersion,
+      createdAt: k.createdAt.toISOString(),
+      ageDays: dataKeyAgeDays(k.createdAt.getTime(), asOf),
+      encryptions: k.encryptions,
+      superseded: k.supersededAt !== null,
+      due: dueBecause.length > 0,
+      dueBecause,
+    };
+  });
 
   // Secrets are counted inside each tenant's scope, then summed.
   const perColumn = SECRET_COLUMNS.map(() => ({ byVersion: new Map<string, number>(), stale: 0 }));
@@ -111,11 +161,14 @@ export async function keyStatus(pool: Pool, provider: KeyProvider): Promise<KeyS
     dataKeys: [...byVersion.entries()]
       .sort(([a], [b]) => a - b)
       .map(([version, v]) => ({ version, tenants: v.tenants, superseded: v.superseded, encryptions: v.encryptions, oldestCreatedAt: v.oldest.toISOString() })),
+    policy: { maxAgeDays: policy.maxAgeMs / DAY_MS, maxEncryptions: policy.maxEncryptions },
+    tenantDataKeys,
     secrets,
     pending: {
       rewrap: [...byMaster.entries()].filter(([v]) => v !== provider.activeVersion).reduce((s, [, n]) => s + n, 0),
       reencrypt: secrets.reduce((s, c) => s + c.onSupersededKeys, 0),
     },
+    dueForRotation: tenantDataKeys.filter((k) => k.due).length,
   };
 }
 
@@ -151,13 +204,54 @@ export async function countDataKeysToRewrap(pool: Pool, activeVersion: number): 
   return rows[0]!.n;
 }
 
-/** Tenants whose current data key is older than `before` (a rotation started at `before`). */
-export async function tenantsWithDataKeyOlderThan(pool: Pool, before: Date, limit: number): Promise<string[]> {
+/**
+ * Tenants whose current data key is older than `before` (a rotation started at `before`); with
+ * `tenantIds`, only those tenants (a policy-driven rotation of the due ones).
+ */
+export async function tenantsWithDataKeyOlderThan(pool: Pool, before: Date, limit: number, tenantIds?: readonly string[]): Promise<string[]> {
   const { rows } = await pool.query<{ tenant_id: string }>(
-    'SELECT tenant_id FROM data_key_inventory() WHERE superseded_at IS NULL AND created_at < $1 ORDER BY tenant_id LIMIT $2',
-    [before, limit],
+    `SELECT tenant_id FROM data_key_inventory()
+     WHERE superseded_at IS NULL AND created_at < $1 AND ($3::uuid[] IS NULL OR tenant_id = ANY($3::uuid[]))
+     ORDER BY tenant_id LIMIT $2`,
+    [before, limit, tenantIds ?? null],
   );
   return rows.map((r) => r.tenant_id);
+}
+
+export interface DueDataKeyPage {
+  due: DueDataKey[];
+  /** Resume after this tenant id; null once every current key has been looked at. */
+  next: string | null;
+}
+
+/**
+ * The tenants whose current data key is due under `policy` at `asOf`, by tenant id after `after`,
+ * at most `limit`. The decision is the shared policy function's (the same one `keys:status` and the
+ * workflow use); the database only pages through current keys, `scanSize` at a time.
+ */
+export async function dueDataKeyTenants(
+  pool: Pool,
+  policy: DataKeyPolicy,
+  asOf: Date,
+  page: { after?: string | null; limit: number; scanSize?: number },
+): Promise<DueDataKeyPage> {
+  const scanSize = page.scanSize ?? 1000;
+  const due: DueDataKey[] = [];
+  let after = page.after ?? null;
+  for (;;) {
+    const { rows } = await pool.query<{ tenant_id: string; version: number; created_at: Date; encryptions: string }>(
+      `SELECT tenant_id, version, created_at, encryptions::text AS encryptions FROM data_key_inventory()
+       WHERE superseded_at IS NULL AND ($1::uuid IS NULL OR tenant_id > $1::uuid) ORDER BY tenant_id LIMIT $2`,
+      [after, scanSize],
+    );
+    for (const r of rows) {
+      after = r.tenant_id;
+      const reasons = dataKeyDueReasons({ createdAt: r.created_at.getTime(), supersededAt: null, encryptions: Number(r.encryptions) }, policy, asOf.getTime());
+      if (reasons.length > 0) due.push({ tenantId: r.tenant_id, version: r.version, reasons });
+      if (due.length >= page.limit) return { due, next: after };
+    }
+    if (rows.length < scanSize) return { due, next: null };
+  }
 }
 
 /**

@@ -434,7 +434,19 @@ describe('key status', () => {
   it('shows operators the key hierarchy and a tenant its own data keys, never key material', async () => {
     const platform = await api('GET', '/platform/keys/status', { key: keys.operator });
     expect(platform.status).toBe(200);
-    expect(platform.body).toMatchObject({ activeMasterKeyVersion: 1, pending: { rewrap: 0, reencrypt: 0 } });
+    expect(platform.body).toMatchObject({ activeMasterKeyVersion: 1, pending: { rewrap: 0, reencrypt: 0 }, policy: { maxAgeDays: 90, maxEncryptions: 2 ** 30 }, dueForRotation: 0 });
+    // Each tenant data key with its age and usage (the response schema names every field, so all are sent).
+    expect(platform.body.tenantDataKeys.find((k: { tenantId: string }) => k.tenantId === tenant.a)).toEqual({
+      tenantId: tenant.a,
+      version: 1,
+      masterKeyVersion: 1,
+      createdAt: expect.any(String),
+      ageDays: 0,
+      encryptions: expect.any(Number),
+      superseded: false,
+      due: false,
+      dueBecause: [],
+    });
     expect((await api('GET', '/platform/keys/status', { key: keys.owner })).status).toBe(403);
 
     const own = await api('GET', `/tenants/${tenant.a}/keys/status`, { key: keys.viewer });
@@ -457,6 +469,7 @@ describe('key status', () => {
       secrets: [
         { table: 'channels', column: 'access_token_ciphertext', byDataKeyVersion: { '1': 1 } },
         { table: 'tenant_settings', column: 'llm_api_key_ciphertext', byDataKeyVersion: {} },
+        { table: 'tenant_settings', column: 'notify_webhook_secret_ciphertext', byDataKeyVersion: {} },
       ],
     });
     const { rows } = await stack.db.ownerPool.query<{ wrapped_key: Buffer }>('SELECT wrapped_key FROM tenant_data_keys WHERE tenant_id = $1', [tenant.a]);

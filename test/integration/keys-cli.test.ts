@@ -29,14 +29,19 @@ const newToken = () => {
   return t;
 };
 
-async function cli(args: string[], opts: { stdin?: string; masterKeys?: string } = {}): Promise<CliResult> {
-  const result = await runCli(args, { databaseUrl: db.url, masterKeys: opts.masterKeys ?? KEYS_1, ...(opts.stdin !== undefined && { stdin: opts.stdin }) });
+async function cli(args: string[], opts: { stdin?: string; masterKeys?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  const result = await runCli(args, {
+    databaseUrl: db.url,
+    masterKeys: opts.masterKeys ?? KEYS_1,
+    ...(opts.stdin !== undefined && { stdin: opts.stdin }),
+    ...(opts.env && { env: opts.env }),
+  });
   outputs.push({ args, out: result.stdout + result.stderr });
   return result;
 }
 
 /** Runs a command that must succeed and returns its JSON output. */
-async function ok<T = Record<string, unknown>>(args: string[], opts?: { stdin?: string; masterKeys?: string }): Promise<T> {
+async function ok<T = Record<string, unknown>>(args: string[], opts?: { stdin?: string; masterKeys?: string; env?: Record<string, string> }): Promise<T> {
   const r = await cli(args, opts);
   if (r.code !== 0) throw new Error(`cli ${args[0]} exited ${r.code}: ${r.stderr}`);
   expect(r.stderr).toBe('');
@@ -117,20 +122,49 @@ describe('operator CLI: tenants, channels and keys (child process, real PostgreS
     await ok(['channels:connect', '--tenant', tenantB, '--platform', 'instagram', '--account-id', '17841400000000002', '--access-token', newToken()]);
 
     const status = await ok<KeyStatus>(['keys:status']);
+    const fresh = { masterKeyVersion: 1, createdAt: expect.any(String), ageDays: 0, superseded: false, due: false, dueBecause: [] };
     expect(status).toEqual({
       activeMasterKeyVersion: 1,
       configuredMasterKeyVersions: [1],
       masterKeys: [{ version: 1, dataKeys: 2, retired: false, configured: true }],
       // Tenant A: 3 encryptions (two connects and a reconnect); tenant B: 1.
       dataKeys: [{ version: 1, tenants: 2, superseded: 0, encryptions: 4, oldestCreatedAt: expect.any(String) }],
+      // The configured defaults: 90 days or 2^30 encryptions.
+      policy: { maxAgeDays: 90, maxEncryptions: 2 ** 30 },
+      // Per key, oldest first: tenant A's was created first.
+      tenantDataKeys: [
+        { tenantId: tenantA, version: 1, encryptions: 3, ...fresh },
+        { tenantId: tenantB, version: 1, encryptions: 1, ...fresh },
+      ],
       secrets: [
         { table: 'channels', column: 'access_token_ciphertext', byDataKeyVersion: { '1': 3 }, onSupersededKeys: 0 },
-        // No tenant stored a model API key: counted, and empty.
+        // No tenant stored a model API key or a webhook secret: counted, and empty.
         { table: 'tenant_settings', column: 'llm_api_key_ciphertext', byDataKeyVersion: {}, onSupersededKeys: 0 },
+        { table: 'tenant_settings', column: 'notify_webhook_secret_ciphertext', byDataKeyVersion: {}, onSupersededKeys: 0 },
       ],
       pending: { rewrap: 0, reencrypt: 0 },
+      dueForRotation: 0,
     });
     expect(new Date(status.dataKeys[0]!.oldestCreatedAt!).getTime()).not.toBeNaN();
+    expect(status.tenantDataKeys[0]!.createdAt).toBe(status.dataKeys[0]!.oldestCreatedAt);
+
+    // Age and usage as the policy sees them: tenant A's key 40 days old, tenant B's used 5000 times.
+    await db.ownerPool.query("UPDATE tenant_data_keys SET created_at = created_at - interval '40 days' WHERE tenant_id = $1", [tenantA]);
+    await db.ownerPool.query('UPDATE tenant_data_keys SET encryptions = 5000 WHERE tenant_id = $1', [tenantB]);
+    const aged = await ok<KeyStatus>(['keys:status']);
+    expect(aged.tenantDataKeys).toEqual([
+      { tenantId: tenantA, version: 1, encryptions: 3, ...fresh, ageDays: 40 },
+      { tenantId: tenantB, version: 1, encryptions: 5000, ...fresh },
+    ]);
+    expect(aged.dueForRotation).toBe(0);
+    // Under a stricter configured policy (30 days or 1000 encryptions) both are due, each for its own limit.
+    const strict = await ok<KeyStatus>(['keys:status'], { env: { DATA_KEY_MAX_AGE_DAYS: '30', DATA_KEY_MAX_ENCRYPTIONS: '1000' } });
+    expect(strict.policy).toEqual({ maxAgeDays: 30, maxEncryptions: 1000 });
+    expect(strict.tenantDataKeys.map((k) => [k.tenantId, k.due, k.dueBecause])).toEqual([
+      [tenantA, true, ['age']],
+      [tenantB, true, ['encryptions']],
+    ]);
+    expect(strict.dueForRotation).toBe(2);
 
     // With master key 2 added, both data keys are waiting to be rewrapped.
     const withV2 = await ok<KeyStatus>(['keys:status'], { masterKeys: KEYS_21 });

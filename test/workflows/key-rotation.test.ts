@@ -197,6 +197,7 @@ describe('KeyRotation workflow (dev server, real activities, real PostgreSQL)', 
     expect(status.secrets).toEqual([
       { table: 'channels', column: 'access_token_ciphertext', byDataKeyVersion: { '1': 25 }, onSupersededKeys: 0 },
       { table: 'tenant_settings', column: 'llm_api_key_ciphertext', byDataKeyVersion: {}, onSupersededKeys: 0 },
+      { table: 'tenant_settings', column: 'notify_webhook_secret_ciphertext', byDataKeyVersion: {}, onSupersededKeys: 0 },
     ]);
 
     // A process that holds only master key 2 reads every token; one with only master key 1 reads none.

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { StaticKeyProvider } from '../../crypto/key-provider';
-import { keyStatus } from '../../db/key-inventory';
+import { dataKeyPolicyFromConfig, keyStatus } from '../../db/key-inventory';
 import { tenantKeyStatus } from '../../db/tenant-key-status';
 import { withTenant } from '../../db/tenant-scope';
 import { defineRoute, isoDate, tenantParams, type ApiRoute } from '../define';
@@ -24,10 +24,29 @@ const platformStatusSchema = z
     dataKeys: z.array(
       z.object({ version: z.number().int(), tenants: z.number().int(), superseded: z.number().int(), encryptions: z.number().int(), oldestCreatedAt: isoDate.nullable() }),
     ),
+    policy: z
+      .object({ maxAgeDays: z.number(), maxEncryptions: z.number().int() })
+      .describe('The data key rotation policy (DATA_KEY_MAX_AGE_DAYS, DATA_KEY_MAX_ENCRYPTIONS): a current key is due at either limit'),
+    tenantDataKeys: z
+      .array(
+        z.object({
+          tenantId: z.uuid(),
+          version: z.number().int(),
+          masterKeyVersion: z.number().int(),
+          createdAt: isoDate,
+          ageDays: z.number().int(),
+          encryptions: z.number().int(),
+          superseded: z.boolean(),
+          due: z.boolean().describe('Current and at a policy limit: the next scheduled data key rotation replaces it'),
+          dueBecause: z.array(z.enum(['age', 'encryptions'])).describe('The limits it reached'),
+        }),
+      )
+      .describe('Every tenant data key, oldest first'),
     secrets: z.array(
       z.object({ table: z.string(), column: z.string(), byDataKeyVersion: z.record(z.string(), z.number().int()), onSupersededKeys: z.number().int() }),
     ),
     pending: z.object({ rewrap: z.number().int().describe('Data keys still wrapped by an older master key'), reencrypt: z.number().int().describe('Secrets on superseded data keys') }),
+    dueForRotation: z.number().int().describe('Current data keys due under the policy'),
   })
   .meta({ id: 'KeyStatus' });
 
@@ -60,12 +79,12 @@ export function keysRoutes({ pool, config }: Pick<ApiDeps, 'pool' | 'config'>): 
       id: 'getPlatformKeyStatus',
       method: 'GET',
       path: '/platform/keys/status',
-      summary: 'Master keys, data keys and secrets per key version (what `keys:status` prints)',
+      summary: 'Master keys, every tenant data key (age, usage, due for rotation) and secrets per key version (what `keys:status` prints)',
       tag: 'keys',
       scope: 'platform',
       permission: 'keys.rotate',
       response: platformStatusSchema,
-      handler: async () => keyStatus(pool, provider),
+      handler: async () => keyStatus(pool, provider, { policy: dataKeyPolicyFromConfig(config) }),
     }),
     defineRoute({
       id: 'getTenantKeyStatus',
