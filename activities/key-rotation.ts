@@ -93,23 +93,23 @@ export function createKeyRotationActivities({ pool, vault, logger }: Pick<Activi
       const before = new Date(input.startedAt);
       let done = 0;
       for (const tenantId of await tenantsWithDataKeyOlderThan(pool, before, input.batchSize, input.tenantIds)) {
-        const version = await vault.rotateDataKey(tenantId);
+        // The new key and its `data_key.rotated` event on the tenant's chain commit together.
+        const version = await vault.rotateDataKey(tenantId, (tx, v) =>
+          appendAuditEvent(
+            tx,
+            {
+              tenantId,
+              actor: { type: 'system', id: 'key-rotation' },
+              action: 'data_key.rotated',
+              resource: `data_key:${v}`,
+              outcome: 'success',
+              details: { version: v, masterKeyVersion: vault.keys.activeVersion, scope: input.tenantIds ? 'due_tenants' : 'all_tenants' },
+            },
+            { idempotencyKey: `data_key.rotated:${tenantId}:${v}` },
+          ).then(() => undefined),
+        );
         vault.evictTenant(tenantId);
         done += 1;
-        // After the key's own transaction (the vault owns it), so best effort like `key.rotated`;
-        // keyed by tenant and version, which exist once, so a retried append is not doubled.
-        await appendAuditEvent(
-          pool,
-          {
-            tenantId,
-            actor: { type: 'system', id: 'key-rotation' },
-            action: 'data_key.rotated',
-            resource: `data_key:${version}`,
-            outcome: 'success',
-            details: { version, masterKeyVersion: vault.keys.activeVersion, scope: input.tenantIds ? 'due_tenants' : 'all_tenants' },
-          },
-          { idempotencyKey: `data_key.rotated:${tenantId}:${version}` },
-        ).catch((err: unknown) => logger.error({ err: { name: (err as Error).name, message: (err as Error).message }, tenantId, version }, 'audit append failed'));
         heartbeat(done);
       }
       const remaining = (await tenantsWithDataKeyOlderThan(pool, before, 1, input.tenantIds)).length;

@@ -263,7 +263,7 @@ export class SecretVault {
   }
 
   /** Starts a new data key version for the tenant; existing secrets keep decrypting with the old one. */
-  async rotateDataKey(tenantId: string): Promise<number> {
+  async rotateDataKey(tenantId: string, onRotated?: (tx: Queryable, version: number) => Promise<void>): Promise<number> {
     return withTenant(this.pool, tenantId, async (tx) => {
       // Serialize rotations of one tenant; other tenants are unaffected.
       await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`dek:${tenantId}`]);
@@ -271,6 +271,8 @@ export class SecretVault {
       const next = (rows[0]?.max ?? 0) + 1;
       await tx.query('UPDATE tenant_data_keys SET superseded_at = now() WHERE tenant_id = $1 AND superseded_at IS NULL', [tenantId]);
       await this.createDataKey(tenantId, next, tx);
+      // The caller's record of the rotation (its audit event) commits with the key, or neither does.
+      if (onRotated) await onRotated(tx, next);
       return next;
     });
   }
