@@ -184,6 +184,26 @@ export async function updateTenantSettings(
 }
 
 /**
+ * Decrypts one of the tenant's settings secrets for `purpose`, counted (`secret_decrypts`) and
+ * audited (`token.decrypted`) before it is handed out, like every other secret.
+ */
+async function decryptSettingsSecret(pool: Pool, vault: SecretVault, location: SecretLocation, ciphertext: Buffer, purpose: 'ai.reply' | 'notify.webhook'): Promise<string> {
+  const secret = await vault.decrypt(location, ciphertext);
+  await withTenant(pool, location.tenantId, async (client) => {
+    await recordSecretDecrypt(client, location.tenantId, purpose);
+    await appendAuditEvent(client, {
+      tenantId: location.tenantId,
+      actor: { type: 'system', id: 'switchboard' },
+      action: 'token.decrypted',
+      resource: `tenant_settings:${location.rowId}`,
+      outcome: 'success',
+      details: { purpose },
+    });
+  });
+  return secret;
+}
+
+/**
  * Decrypts the tenant's model API key for one reply step; counted and audited like a channel
  * token (purpose `ai.reply`). Null when the tenant stored none (e.g. a local Ollama).
  */
@@ -194,19 +214,7 @@ export async function loadLlmApiKey(pool: Pool, vault: SecretVault, tenantId: st
   ));
   const r = rows[0];
   if (!r?.llm_api_key_ciphertext) return null;
-  const key = await vault.decrypt(llmKeyLocation(tenantId, r.id), r.llm_api_key_ciphertext);
-  await withTenant(pool, tenantId, async (client) => {
-    await recordSecretDecrypt(client, tenantId, 'ai.reply');
-    await appendAuditEvent(client, {
-      tenantId,
-      actor: { type: 'system', id: 'switchboard' },
-      action: 'token.decrypted',
-      resource: `tenant_settings:${r.id}`,
-      outcome: 'success',
-      details: { purpose: 'ai.reply' },
-    });
-  });
-  return key;
+  return decryptSettingsSecret(pool, vault, llmKeyLocation(tenantId, r.id), r.llm_api_key_ciphertext, 'ai.reply');
 }
 
 // ---- notifications (issue 8, docs/token-lifecycle.md "Notifications") ---------------------------
@@ -315,18 +323,7 @@ export async function loadNotifyWebhook(pool: Pool, vault: SecretVault, tenantId
   );
   const r = rows[0];
   if (!r?.notify_webhook_url || !r.notify_webhook_secret_ciphertext) return null;
-  const secret = await vault.decrypt(notifySecretLocation(tenantId, r.id), r.notify_webhook_secret_ciphertext);
-  await withTenant(pool, tenantId, async (client) => {
-    await recordSecretDecrypt(client, tenantId, 'notify.webhook');
-    await appendAuditEvent(client, {
-      tenantId,
-      actor: { type: 'system', id: 'switchboard' },
-      action: 'token.decrypted',
-      resource: `tenant_settings:${r.id}`,
-      outcome: 'success',
-      details: { purpose: 'notify.webhook' },
-    });
-  });
+  const secret = await decryptSettingsSecret(pool, vault, notifySecretLocation(tenantId, r.id), r.notify_webhook_secret_ciphertext, 'notify.webhook');
   return { url: r.notify_webhook_url, secret };
 }
 
