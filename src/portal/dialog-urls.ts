@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Config } from '../config';
+import { FACEBOOK_MESSAGING_SCOPES, INSTAGRAM_MESSAGING_SCOPES } from '../meta/messaging-scopes';
 import type { LoginFlow } from '../../workflows/onboarding-definitions';
 
 /**
@@ -12,19 +13,6 @@ export type DialogConfig = Pick<
   Config,
   'META_APP_ID' | 'INSTAGRAM_APP_ID' | 'INSTAGRAM_APP_SECRET' | 'FACEBOOK_LOGIN_CONFIG_ID' | 'OAUTH_REDIRECT_URI' | 'FACEBOOK_DIALOG_BASE' | 'INSTAGRAM_DIALOG_BASE' | 'GRAPH_API_VERSION'
 >;
-
-/** Facebook Login without a Login-for-Business configuration: what Messenger and Instagram-via-Page need (contract §5.4). */
-export const FACEBOOK_SCOPES = [
-  'pages_show_list',
-  'pages_messaging',
-  'pages_manage_metadata',
-  'pages_read_engagement',
-  'instagram_basic',
-  'instagram_manage_messages',
-  'business_management',
-] as const;
-
-export const INSTAGRAM_SCOPES = ['instagram_business_basic', 'instagram_business_manage_messages'] as const;
 
 /**
  * A flow is offered only when the worker can finish it: its app id, and for Instagram Login the
@@ -53,7 +41,7 @@ export function dialogUrl(config: DialogConfig, flow: LoginFlow, state: string, 
     url.searchParams.set('state', state);
     url.searchParams.set('response_type', 'code');
     if (config.FACEBOOK_LOGIN_CONFIG_ID) url.searchParams.set('config_id', config.FACEBOOK_LOGIN_CONFIG_ID);
-    else url.searchParams.set('scope', FACEBOOK_SCOPES.join(','));
+    else url.searchParams.set('scope', FACEBOOK_MESSAGING_SCOPES.join(','));
     if (codeVerifier) {
       url.searchParams.set('code_challenge', pkceChallenge(codeVerifier));
       url.searchParams.set('code_challenge_method', 'S256');
@@ -65,7 +53,7 @@ export function dialogUrl(config: DialogConfig, flow: LoginFlow, state: string, 
   url.searchParams.set('client_id', config.INSTAGRAM_APP_ID);
   url.searchParams.set('redirect_uri', config.OAUTH_REDIRECT_URI);
   url.searchParams.set('response_type', 'code');
-  url.searchParams.set('scope', INSTAGRAM_SCOPES.join(','));
+  url.searchParams.set('scope', INSTAGRAM_MESSAGING_SCOPES.join(','));
   url.searchParams.set('state', state);
   return url.href;
 }

@@ -1,3 +1,4 @@
+import { FACEBOOK_MESSAGING_SCOPES } from '../meta/messaging-scopes';
 import type { OAuthFlow, OAuthStore, PendingConsent, PkceChallenge } from './oauth-store';
 
 /**
@@ -24,17 +25,6 @@ export function dialogFlow(path: string): OAuthFlow | undefined {
   if (IG_DIALOG.test(path)) return 'instagram';
   return undefined;
 }
-
-/** What Facebook Login for Business configurations grant in the sandbox (messaging on Pages and their Instagram accounts). */
-export const CONFIG_ID_SCOPES = [
-  'pages_show_list',
-  'pages_messaging',
-  'pages_manage_metadata',
-  'pages_read_engagement',
-  'instagram_basic',
-  'instagram_manage_messages',
-  'business_management',
-];
 
 const FACEBOOK_SCOPES: Record<string, string> = {
   public_profile: 'Your name and profile picture',
@@ -110,7 +100,8 @@ export function openConsent(store: OAuthStore, flow: OAuthFlow, query: Record<st
     const configId = query['config_id'];
     if (configId !== undefined) {
       if (!/^\d+$/.test(configId)) return fail('Invalid configuration', `config_id "${configId}" is not a configuration id.`);
-      scopes = [...CONFIG_ID_SCOPES];
+      // A Login-for-Business configuration grants what the portal would ask for by scope.
+      scopes = [...FACEBOOK_MESSAGING_SCOPES];
     } else {
       scopes = splitScopes(query['scope']);
     }

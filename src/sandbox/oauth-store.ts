@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { SANDBOX_APP_ID, numericId, parseOptions, tokenFingerprint } from './graph-common';
+import { FACEBOOK_MESSAGING_SCOPES, INSTAGRAM_MESSAGING_SCOPES } from '../meta/messaging-scopes';
 
 /**
  * The OAuth side of one sandbox instance (contract §5): the apps it knows, the persona whose
@@ -315,18 +316,6 @@ const MAX_PENDING_CONSENTS = 10_000;
 const MAX_HAND_TOKEN_ACCOUNTS = 10_000;
 const MAX_HAND_TOKENS_PER_ACCOUNT = 100;
 
-/** What onboarding's dialogs ask for (src/portal/dialog-urls.ts), for seeded tokens. */
-export const SEED_FACEBOOK_SCOPES: readonly string[] = Object.freeze([
-  'pages_show_list',
-  'pages_messaging',
-  'pages_manage_metadata',
-  'pages_read_engagement',
-  'instagram_basic',
-  'instagram_manage_messages',
-  'business_management',
-]);
-export const SEED_INSTAGRAM_SCOPES: readonly string[] = Object.freeze(['instagram_business_basic', 'instagram_business_manage_messages']);
-
 const seedAccountSchema = z.strictObject({
   kind: z.enum(['page', 'instagram']),
   id: numericId,
@@ -582,7 +571,7 @@ export class OAuthStore {
         grant = {
           flow: 'facebook',
           appId: app.appId,
-          scopes: [...(a.scopes ?? SEED_FACEBOOK_SCOPES)],
+          scopes: [...(a.scopes ?? FACEBOOK_MESSAGING_SCOPES)],
           user,
           pages: [{ id: a.id, name: a.name ?? `Page ${a.id}`, category: 'Local business', tasks: [...TASKS], ...(a.instagram && { instagram: { ...a.instagram } }) }],
         };
@@ -591,7 +580,7 @@ export class OAuthStore {
         grant = {
           flow: 'instagram',
           appId: app.appId,
-          scopes: [...(a.scopes ?? SEED_INSTAGRAM_SCOPES)],
+          scopes: [...(a.scopes ?? INSTAGRAM_MESSAGING_SCOPES)],
           user,
           pages: [],
           instagram: { userId: a.id, appScopedId: derivedId(`ig-app-scoped:${a.id}`), username, name: username, accountType: 'BUSINESS' },
