@@ -80,6 +80,38 @@ export interface OAuthStepHooks<S> {
   snapshot(): S;
 }
 
+/** The part of a saga's status the OAuth step shows the client (the onboarding's and the reconnect's both have it). */
+export interface OAuthStepStatus {
+  step: string;
+  flow?: LoginFlow;
+  problem?: OnboardingProblem;
+}
+
+/**
+ * The hooks for a saga whose status has the OAuth step's fields: at `awaiting_oauth` it takes an
+ * attempt, a new attempt or a code clears the last problem, a code moves the saga on
+ * (`exchanging`, the saga's own step change), a denial shows `oauth_denied`. Both sagas answer
+ * the client the same way, so the portal's pages read either status alike.
+ */
+export function statusOAuthHooks<S extends OAuthStepStatus>(status: S, snapshot: () => S, exchanging: () => void): OAuthStepHooks<S> {
+  return {
+    awaiting: () => status.step === 'awaiting_oauth',
+    step: () => status.step,
+    begun: (flow) => {
+      status.flow = flow;
+      delete status.problem;
+    },
+    received: () => {
+      delete status.problem;
+      exchanging();
+    },
+    denied: () => {
+      status.problem = problem('oauth_denied');
+    },
+    snapshot,
+  };
+}
+
 export interface OAuthStep {
   /**
    * The callback of the current attempt, or undefined when none came within `timeoutMs`. A

@@ -18,7 +18,7 @@ import {
   type OnboardingStep,
 } from './onboarding-definitions';
 import { problem } from './onboarding-problems';
-import { exchangeAndList, failureType, installOAuthStep, META_RETRY, problemOf, STEP, UUID, type OAuthCode } from './oauth-step';
+import { exchangeAndList, failureType, installOAuthStep, META_RETRY, problemOf, statusOAuthHooks, STEP, UUID, type OAuthCode } from './oauth-step';
 
 /*
  * The onboarding saga of one tenant (issue 7, docs/onboarding.md): wait for the client's OAuth
@@ -113,22 +113,7 @@ export async function onboardingWorkflow(input: OnboardingInput): Promise<Onboar
   setHandler(onboardingStatusQuery, snapshot);
 
   // beginOAuth and oauthCallback (validators included): the step the reconnect saga shares.
-  const oauth = installOAuthStep(oauthCallbackUpdate, {
-    awaiting: () => status.step === 'awaiting_oauth',
-    step: () => status.step,
-    begun: (flow) => {
-      status.flow = flow;
-      delete status.problem;
-    },
-    received: () => {
-      delete status.problem;
-      setStep('exchanging_code', 'working');
-    },
-    denied: () => {
-      status.problem = problem('oauth_denied');
-    },
-    snapshot,
-  });
+  const oauth = installOAuthStep(oauthCallbackUpdate, statusOAuthHooks(status, snapshot, () => setStep('exchanging_code', 'working')));
 
   setHandler(
     selectAssetsUpdate,

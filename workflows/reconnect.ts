@@ -4,7 +4,7 @@ import type { SubscriptionPlan } from '../activities/onboarding';
 import type { ReconnectChannel, ReconnectOutcome } from '../activities/reconnect';
 import { TENANT_ID } from '../src/temporal/search-attributes';
 import { workflowNow } from './clock';
-import { exchangeAndList, failureType, installOAuthStep, META_RETRY, problemOf, STEP, UUID, type OAuthCode } from './oauth-step';
+import { exchangeAndList, failureType, installOAuthStep, META_RETRY, problemOf, statusOAuthHooks, STEP, UUID, type OAuthCode } from './oauth-step';
 import type { GrantedAsset, OnboardingProblem } from './onboarding-definitions';
 import { problem } from './onboarding-problems';
 import {
@@ -105,22 +105,7 @@ export async function reconnectWorkflow(input: ReconnectInput): Promise<Reconnec
   }
 
   setHandler(reconnectStatusQuery, snapshot);
-  const oauth = installOAuthStep(reconnectOAuthCallbackUpdate, {
-    awaiting: () => status.step === 'awaiting_oauth',
-    step: () => status.step,
-    begun: (flow) => {
-      status.flow = flow;
-      delete status.problem;
-    },
-    received: () => {
-      delete status.problem;
-      setStep('exchanging_code', 'working');
-    },
-    denied: () => {
-      status.problem = problem('oauth_denied');
-    },
-    snapshot,
-  });
+  const oauth = installOAuthStep(reconnectOAuthCallbackUpdate, statusOAuthHooks(status, snapshot, () => setStep('exchanging_code', 'working')));
 
   const stack: Compensation[] = [];
   const push = (c: Compensation): Compensation => {

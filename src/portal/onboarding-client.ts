@@ -61,15 +61,56 @@ export async function portalTemporalCall<T>(connection: Connection, timeoutMs: n
   }
 }
 
+/** What a portal saga client needs to start its saga. */
+export interface PortalSagaTarget {
+  client: Client;
+  connection: Connection;
+  taskQueue: string;
+  rpcTimeoutMs: number;
+}
+
+/**
+ * Starts a tenant's saga, or joins its open run (USE_EXISTING) so a retried click never makes
+ * two. Tagged with the tenant (TenantId) so the tenant's workflows can be listed and terminated
+ * together. Shared by the onboarding and the reconnect clients.
+ */
+export async function startPortalSaga(target: PortalSagaTarget, tenantId: string, start: { workflowType: string; workflowId: string; input: unknown }): Promise<void> {
+  await portalTemporalCall(target.connection, target.rpcTimeoutMs, () =>
+    target.client.workflow.start(start.workflowType, {
+      taskQueue: target.taskQueue,
+      workflowId: start.workflowId,
+      args: [start.input],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      typedSearchAttributes: [{ key: TENANT_ID, value: tenantId.toLowerCase() }],
+    }),
+  );
+}
+
+/** A call about a saga's latest run; undefined when there is none (never started, or past retention). */
+export async function portalCallIfFound<T>(connection: Connection, timeoutMs: number, fn: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await portalTemporalCall(connection, timeoutMs, fn);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/** An Update to a saga: a missing run refuses it like the saga would (`notRunning` is the message the page shows). */
+export async function portalUpdate<R>(connection: Connection, timeoutMs: number, notRunning: string, fn: () => Promise<R>): Promise<R> {
+  try {
+    return await portalTemporalCall(connection, timeoutMs, fn);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw new OnboardingRefusedError(notRunning);
+    throw err;
+  }
+}
+
 export class OnboardingClient {
   private readonly updateTimeoutMs: number;
 
   constructor(private readonly opts: OnboardingClientOptions) {
     this.updateTimeoutMs = opts.updateTimeoutMs ?? Math.max(opts.rpcTimeoutMs, 15_000);
-  }
-
-  private call<T>(timeoutMs: number, fn: () => Promise<T>): Promise<T> {
-    return portalTemporalCall(this.opts.connection, timeoutMs, fn);
   }
 
   private handle(tenantId: string) {
@@ -84,45 +125,22 @@ export class OnboardingClient {
    */
   async start(tenantId: string): Promise<void> {
     const input: OnboardingInput = { tenantId, ...(this.opts.oauthTimeoutMs !== undefined && { oauthTimeoutMs: this.opts.oauthTimeoutMs }) };
-    await this.call(this.opts.rpcTimeoutMs, () =>
-      this.opts.client.workflow.start(ONBOARDING_WORKFLOW_TYPE, {
-        taskQueue: this.opts.taskQueue,
-        workflowId: onboardingWorkflowId(tenantId),
-        args: [input],
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        typedSearchAttributes: [{ key: TENANT_ID, value: tenantId.toLowerCase() }],
-      }),
-    );
+    await startPortalSaga(this.opts, tenantId, { workflowType: ONBOARDING_WORKFLOW_TYPE, workflowId: onboardingWorkflowId(tenantId), input });
   }
 
   /** Where the tenant's saga is; undefined when it has no run (never started, or past retention). */
-  async status(tenantId: string): Promise<OnboardingStatus | undefined> {
-    try {
-      return await this.call(this.opts.rpcTimeoutMs, () => this.handle(tenantId).query(onboardingStatusQuery));
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return undefined;
-      throw err;
-    }
+  status(tenantId: string): Promise<OnboardingStatus | undefined> {
+    return portalCallIfFound(this.opts.connection, this.opts.rpcTimeoutMs, () => this.handle(tenantId).query(onboardingStatusQuery));
   }
 
   /** Is a run open (not closed)? A closed one still answers the status query. */
   async isRunning(tenantId: string): Promise<boolean | undefined> {
-    try {
-      const d = await this.call(this.opts.rpcTimeoutMs, () => this.handle(tenantId).describe());
-      return d.status.name === 'RUNNING';
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return undefined;
-      throw err;
-    }
+    const d = await portalCallIfFound(this.opts.connection, this.opts.rpcTimeoutMs, () => this.handle(tenantId).describe());
+    return d && d.status.name === 'RUNNING';
   }
 
-  private async update<R>(tenantId: string, fn: (h: ReturnType<OnboardingClient['handle']>) => Promise<R>): Promise<R> {
-    try {
-      return await this.call(this.updateTimeoutMs, () => fn(this.handle(tenantId)));
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new OnboardingRefusedError('the onboarding is not running');
-      throw err;
-    }
+  private update<R>(tenantId: string, fn: (h: ReturnType<OnboardingClient['handle']>) => Promise<R>): Promise<R> {
+    return portalUpdate(this.opts.connection, this.updateTimeoutMs, 'the onboarding is not running', () => fn(this.handle(tenantId)));
   }
 
   beginOAuth(tenantId: string, begin: BeginOAuth): Promise<void> {

@@ -1,8 +1,7 @@
-import { WorkflowNotFoundError, type Client, type Connection } from '@temporalio/client';
-import { TENANT_ID } from '../temporal/search-attributes';
+import type { Client, Connection } from '@temporalio/client';
 import { beginOAuthUpdate, type BeginOAuth, type OAuthCallback } from '../../workflows/onboarding-definitions';
 import { reconnectOAuthCallbackUpdate, reconnectStatusQuery, reconnectWorkflowId, type ReconnectInput, type ReconnectStatus } from '../../workflows/token-lifecycle-definitions';
-import { OnboardingRefusedError, portalTemporalCall } from './onboarding-client';
+import { portalCallIfFound, portalUpdate, startPortalSaga } from './onboarding-client';
 
 /**
  * The portal's side of a channel's reconnect saga (workflows/reconnect.ts): start it, ask where it
@@ -39,34 +38,16 @@ export class ReconnectClient {
    */
   async start(tenantId: string, channelId: string, label?: string): Promise<void> {
     const input: ReconnectInput = { tenantId, channelId, ...(this.opts.oauthTimeoutMs !== undefined && { oauthTimeoutMs: this.opts.oauthTimeoutMs }), ...(label && { label }) };
-    await portalTemporalCall(this.opts.connection, this.opts.rpcTimeoutMs, () =>
-      this.opts.client.workflow.start(RECONNECT_WORKFLOW_TYPE, {
-        taskQueue: this.opts.taskQueue,
-        workflowId: reconnectWorkflowId(channelId),
-        args: [input],
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        typedSearchAttributes: [{ key: TENANT_ID, value: tenantId.toLowerCase() }],
-      }),
-    );
+    await startPortalSaga(this.opts, tenantId, { workflowType: RECONNECT_WORKFLOW_TYPE, workflowId: reconnectWorkflowId(channelId), input });
   }
 
   /** The latest run's status; undefined when the channel was never reconnected (or it aged out). */
-  async status(channelId: string): Promise<ReconnectStatus | undefined> {
-    try {
-      return await portalTemporalCall(this.opts.connection, this.opts.rpcTimeoutMs, () => this.handle(channelId).query(reconnectStatusQuery));
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return undefined;
-      throw err;
-    }
+  status(channelId: string): Promise<ReconnectStatus | undefined> {
+    return portalCallIfFound(this.opts.connection, this.opts.rpcTimeoutMs, () => this.handle(channelId).query(reconnectStatusQuery));
   }
 
-  private async update<R>(channelId: string, fn: (h: ReturnType<ReconnectClient['handle']>) => Promise<R>): Promise<R> {
-    try {
-      return await portalTemporalCall(this.opts.connection, this.updateTimeoutMs, () => fn(this.handle(channelId)));
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new OnboardingRefusedError('the reconnect is not running');
-      throw err;
-    }
+  private update<R>(channelId: string, fn: (h: ReturnType<ReconnectClient['handle']>) => Promise<R>): Promise<R> {
+    return portalUpdate(this.opts.connection, this.updateTimeoutMs, 'the reconnect is not running', () => fn(this.handle(channelId)));
   }
 
   beginOAuth(channelId: string, begin: BeginOAuth): Promise<void> {
