@@ -1,10 +1,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
-import { launchChromium, screenshot } from '../support/browser';
+import type { Page } from 'playwright-core';
+import { screenshot } from '../support/browser';
 import { ROOT } from '../support/paths';
-import { pageErrors, PortalBrowser, SANDBOX_IG_ACCOUNT, SANDBOX_PAGE_ID } from '../support/portal-browser';
-import { eventually, startTestStack, type TestStack } from '../support/stack';
+import { pageErrors, PortalBrowser, startPortalBrowserSuite, type PortalBrowserSuite, SANDBOX_IG_ACCOUNT, SANDBOX_PAGE_ID } from '../support/portal-browser';
+import { eventually, type TestStack } from '../support/stack';
 import { postWebhook, textDelivery } from '../support/webhooks';
 
 /**
@@ -34,21 +34,18 @@ interface Timing {
 }
 
 describe('self-service onboarding in a browser', () => {
+  let suite: PortalBrowserSuite;
   let stack: TestStack;
-  let browser: Browser;
   let pb: PortalBrowser;
   const timings: Timing[] = [];
 
   beforeAll(async () => {
-    stack = await startTestStack();
-    browser = await launchChromium();
-    pb = new PortalBrowser(stack, browser);
+    suite = await startPortalBrowserSuite();
+    ({ stack, pb } = suite);
   });
 
   afterAll(async () => {
-    await pb?.close();
-    await browser?.close();
-    await stack?.close();
+    await suite?.close();
     if (timings.length > 0) {
       mkdirSync(path.dirname(TIMINGS_FILE), { recursive: true });
       writeFileSync(TIMINGS_FILE, `${JSON.stringify({ targetMs: TARGET_MS, recordedAt: new Date().toISOString(), runs: timings }, null, 2)}\n`);

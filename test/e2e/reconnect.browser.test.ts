@@ -1,11 +1,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { reconnectWorkflowId } from '../../workflows/token-lifecycle-definitions';
-import { launchChromium, screenshot } from '../support/browser';
+import { screenshot } from '../support/browser';
 import { ROOT } from '../support/paths';
-import { pageErrors, PortalBrowser, SANDBOX_PAGE_ID } from '../support/portal-browser';
-import { eventually, startTestStack, type TestStack } from '../support/stack';
+import { pageErrors, PortalBrowser, startPortalBrowserSuite, type PortalBrowserSuite, SANDBOX_PAGE_ID } from '../support/portal-browser';
+import { eventually, type TestStack } from '../support/stack';
 import { postWebhook, textDelivery } from '../support/webhooks';
 
 /**
@@ -34,20 +34,17 @@ const isSendTo = (customer: string) => (r: SandboxSend) => r.method === 'POST' &
 const textOf = (r: SandboxSend) => (r.body as { message?: { text?: string } }).message?.text ?? '';
 
 describe('reconnecting a channel whose token died, in a browser', () => {
+  let suite: PortalBrowserSuite;
   let stack: TestStack;
-  let browser: Browser;
   let pb: PortalBrowser;
 
   beforeAll(async () => {
-    stack = await startTestStack();
-    browser = await launchChromium();
-    pb = new PortalBrowser(stack, browser);
+    suite = await startPortalBrowserSuite();
+    ({ stack, pb } = suite);
   });
 
   afterAll(async () => {
-    await pb?.close();
-    await browser?.close();
-    await stack?.close();
+    await suite?.close();
   });
 
   /** Sign up, connect the Page through the consent dialog, configure: live. */

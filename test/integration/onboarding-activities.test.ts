@@ -13,8 +13,8 @@ import { createLogger } from '../../src/logger';
 import { createOAuthClient } from '../../src/meta/oauth-client';
 import { ONBOARDING_STEP } from '../../src/temporal/search-attributes';
 import { dialogUrl } from '../../src/portal/dialog-urls';
-import { startGraphSandbox, type GraphSandbox } from '../../src/sandbox/graph-sandbox';
-import { DEFAULT_OAUTH_PERSONA, oauthAppsFromConfig } from '../../src/sandbox/oauth-store';
+import type { GraphSandbox } from '../../src/sandbox/graph-sandbox';
+import { DEFAULT_OAUTH_PERSONA } from '../../src/sandbox/oauth-store';
 import { onboardingWorkflow } from '../../workflows/onboarding';
 import {
   beginOAuthUpdate,
@@ -28,17 +28,15 @@ import {
 } from '../../workflows/onboarding-definitions';
 import {
   createTestAccount,
-  createTestDatabase,
   eventually,
   LogCapture,
-  onboardingTestConfig,
   startTestStack,
   type TestStack,
   TEST_APP_SECRET,
   TEST_INSTAGRAM_APP_SECRET,
-  testConfig,
   type TestDatabase,
 } from '../support/stack';
+import { startSandboxedDatabase, type SandboxedDatabase } from '../support/saga-harness';
 
 /**
  * The onboarding saga's activities for real: PostgreSQL (row-level security, the vault) and the
@@ -56,20 +54,18 @@ let db: TestDatabase;
 let sandbox: GraphSandbox;
 let config: Config;
 let vault: SecretVault;
+let fixture: SandboxedDatabase;
 const logs = new LogCapture();
 let acts: ReturnType<typeof createOnboardingActivities>;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  sandbox = await startGraphSandbox({ port: 0, oauthApps: oauthAppsFromConfig({ META_APP_SECRET: TEST_APP_SECRET, INSTAGRAM_APP_SECRET: TEST_INSTAGRAM_APP_SECRET }) });
-  config = testConfig({ DATABASE_URL: db.url, GRAPH_API_BASE: sandbox.url, INSTAGRAM_API_BASE: sandbox.url, ...onboardingTestConfig(sandbox.url, 'http://127.0.0.1:3000') });
-  vault = new SecretVault(db.pool, StaticKeyProvider.fromSpec(config.MASTER_KEYS));
+  fixture = await startSandboxedDatabase();
+  ({ db, sandbox, config, vault } = fixture);
   acts = createOnboardingActivities({ pool: db.pool, vault, logger: createLogger('test', 'debug', { destination: logs.stream }), oauth: createOAuthClient(config) });
 });
 
 afterAll(async () => {
-  await sandbox?.close();
-  await db?.drop();
+  await fixture?.close();
 });
 
 beforeEach(() => sandbox.reset());

@@ -5,27 +5,17 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createTokenRotationActivities, DEFAULT_GRAPH_CALLS_PER_MINUTE } from '../../activities/token-rotation';
 import { PAGE_SUBSCRIBED_FIELDS } from '../../activities/onboarding';
 import type { Config } from '../../src/config';
-import { StaticKeyProvider } from '../../src/crypto/key-provider';
-import { SecretVault } from '../../src/crypto/vault';
+import type { SecretVault } from '../../src/crypto/vault';
 import { connectChannel, loadChannelCredentials } from '../../src/db/channels';
 import { createTenant } from '../../src/db/tenants';
 import { createLogger } from '../../src/logger';
 import { createOAuthClient } from '../../src/meta/oauth-client';
 import { openEpisode } from '../../src/notifications/episodes';
-import { startGraphSandbox, type GraphSandbox } from '../../src/sandbox/graph-sandbox';
-import { oauthAppsFromConfig } from '../../src/sandbox/oauth-store';
+import type { GraphSandbox } from '../../src/sandbox/graph-sandbox';
 import { DAY_MS, HOUR_MS, tokenPolicy } from '../../src/shared/token-policy';
 import { notificationWorkflowId, TOKEN_ROTATION_BUDGET, type TokenCandidate, type TokenCheckInput, type TokenCheckResult } from '../../workflows/token-lifecycle-definitions';
-import {
-  createTestDatabase,
-  LogCapture,
-  onboardingTestConfig,
-  required,
-  TEST_APP_SECRET,
-  TEST_INSTAGRAM_APP_SECRET,
-  testConfig,
-  type TestDatabase,
-} from '../support/stack';
+import { startSandboxedDatabase, type SandboxedDatabase } from '../support/saga-harness';
+import { LogCapture, required, type TestDatabase } from '../support/stack';
 
 /**
  * The token sweep's activities against a real PostgreSQL and the Graph sandbox, run in a mock
@@ -40,6 +30,7 @@ let db: TestDatabase;
 let sandbox: GraphSandbox;
 let config: Config;
 let vault: SecretVault;
+let fixture: SandboxedDatabase;
 let temporal: Client;
 let connection: Connection;
 const logs = new LogCapture();
@@ -49,10 +40,8 @@ let taskQueue: string;
 const issuedTokens: string[] = [];
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  sandbox = await startGraphSandbox({ port: 0, oauthApps: oauthAppsFromConfig({ META_APP_SECRET: TEST_APP_SECRET, INSTAGRAM_APP_SECRET: TEST_INSTAGRAM_APP_SECRET }) });
-  config = testConfig({ DATABASE_URL: db.url, GRAPH_API_BASE: sandbox.url, INSTAGRAM_API_BASE: sandbox.url, ...onboardingTestConfig(sandbox.url, 'http://127.0.0.1:3000') });
-  vault = new SecretVault(db.pool, StaticKeyProvider.fromSpec(config.MASTER_KEYS));
+  fixture = await startSandboxedDatabase();
+  ({ db, sandbox, config, vault } = fixture);
   acts = createTokenRotationActivities({ pool: db.pool, vault, logger: createLogger('test', 'debug', { destination: logs.stream }), oauth: createOAuthClient(config) });
   connection = await Connection.connect({ address: required('TEST_TEMPORAL_ADDRESS') });
   temporal = new Client({ connection });
@@ -67,8 +56,7 @@ afterAll(async () => {
     expect(allLogs).not.toContain(token);
   }
   await connection?.close();
-  await sandbox?.close();
-  await db?.drop();
+  await fixture?.close();
 });
 
 beforeEach(() => sandbox.reset());

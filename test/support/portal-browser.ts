@@ -1,8 +1,8 @@
 import { decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { onboardingWorkflowId } from '../../workflows/onboarding-definitions';
-import { collectPageProblems, screenshot } from './browser';
-import { eventually, type TestStack } from './stack';
+import { collectPageProblems, launchChromium, screenshot } from './browser';
+import { eventually, startTestStack, type TestStack } from './stack';
 
 /**
  * The onboarding portal driven in headless Chromium, as a business owner does it: sign up, tick
@@ -18,6 +18,36 @@ export const CATALOG_CSV = 'sku,name,description,price,currency,stock\nRJ-1,Rain
 
 /** Script errors and CSP violations among what a page reported. */
 export const pageErrors = (problems: string[]): string[] => problems.filter((p) => p.startsWith('pageerror') || /Content Security Policy|Refused to/i.test(p));
+
+/** What a browser suite runs on: the whole test stack, Chromium, and the portal driver on both. */
+export interface PortalBrowserSuite {
+  stack: TestStack;
+  pb: PortalBrowser;
+  /** The pages, then the browser, then the stack. */
+  close(): Promise<void>;
+}
+
+/** Starts a browser suite's stack and Chromium; a browser that will not start takes the stack down with it. */
+export async function startPortalBrowserSuite(): Promise<PortalBrowserSuite> {
+  const stack = await startTestStack();
+  let browser: Browser;
+  try {
+    browser = await launchChromium();
+  } catch (err) {
+    await stack.close();
+    throw err;
+  }
+  const pb = new PortalBrowser(stack, browser);
+  return {
+    stack,
+    pb,
+    async close() {
+      await pb.close();
+      await browser.close();
+      await stack.close();
+    },
+  };
+}
 
 export class PortalBrowser {
   private readonly contexts: BrowserContext[] = [];

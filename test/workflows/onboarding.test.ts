@@ -1,10 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { ApplicationFailure } from '@temporalio/activity';
-import { Client, Connection, WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities';
 import type { PlannedChannel, SubscriptionPlan } from '../../activities/onboarding';
 import { ONBOARDING_STEP, TENANT_ID } from '../../src/temporal/search-attributes';
@@ -24,8 +22,7 @@ import {
 } from '../../workflows/onboarding-definitions';
 import { problem, type ProblemCode } from '../../workflows/onboarding-problems';
 import { waitFor } from '../support/conversation-fakes';
-import { installQuietRuntime, required } from '../support/stack';
-import { startTimeSkippingEnv } from '../support/time-skipping';
+import { sagaServers, wallClock, type SagaClock } from '../support/saga-harness';
 
 /**
  * The onboarding saga on Temporal's time-skipping test server: the real workflow bundle, fake
@@ -179,26 +176,8 @@ function createFakes(opts: FakeOptions = {}): { activities: Fakes; rec: Recorder
   return { activities, rec };
 }
 
-let bundleCode: string;
-let env: TestWorkflowEnvironment;
-/** The run's dev server (a real Temporal server): for what the test server does differently. */
-let devClient: Client;
-let devConnection: Connection;
-let devNative: NativeConnection;
-
-beforeAll(async () => {
-  installQuietRuntime();
-  bundleCode = readFileSync(required('TEST_WORKFLOW_BUNDLE'), 'utf8');
-  const address = required('TEST_TEMPORAL_ADDRESS');
-  devConnection = await Connection.connect({ address });
-  devClient = new Client({ connection: devConnection });
-  devNative = await NativeConnection.connect({ address });
-});
-
-afterAll(async () => {
-  await devNative?.close();
-  await devConnection?.close();
-});
+/** Each saga on its own time-skipping server, or on the run's dev server (a real Temporal server) for what the test server does differently. */
+const servers = sagaServers();
 
 type Handle = WorkflowHandle<typeof onboardingWorkflow>;
 
@@ -219,48 +198,24 @@ interface Ctx {
 
 type ScenarioOptions = FakeOptions & {
   input?: { oauthTimeoutMs?: number; stepTimeoutMs?: number };
-  /**
-   * `dev`: the run's dev server instead of a time-skipping test server. The test server writes
-   * workflow-task events even for an Update its validator rejects; a real server (speculative
-   * workflow tasks) writes none, which is what the "no history event" checks are about.
-   */
+  /** Which server the saga runs on: see SagaOptions.server (why some checks want the dev server). */
   server?: 'time-skipping' | 'dev';
 };
 
 /** A worker with fresh fakes and the saga started; on the time-skipping server, one server per test (its clock is global). */
 async function scenario(opts: ScenarioOptions, fn: (c: Ctx) => Promise<void>): Promise<void> {
-  const dev = opts.server === 'dev';
-  if (!dev) env = await startTimeSkippingEnv();
-  try {
-    const { activities, rec } = createFakes(opts);
-    const taskQueue = `onboarding-test-${randomUUID()}`;
-    const client = dev ? devClient : env.client;
-    // A fresh tenant per saga: workflow ids are per tenant and the dev server is shared by the run.
-    const tenantId = dev ? randomUUID() : TENANT;
-    const worker = await Worker.create({ connection: dev ? devNative : env.nativeConnection, taskQueue, workflowBundle: { code: bundleCode }, activities });
-    await worker.runUntil(async () => {
-      const handle = await client.workflow.start<typeof onboardingWorkflow>('onboardingWorkflow', {
-        taskQueue,
-        workflowId: onboardingWorkflowId(tenantId),
-        args: [{ tenantId, ...opts.input }],
-      });
-      try {
-        const clock = dev ? { now: async () => Date.now(), sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) } : skippingClock();
-        await fn(context(handle, rec, tenantId, clock));
-      } finally {
-        await handle.terminate('test finished').catch(() => undefined);
-      }
-    });
-  } finally {
-    if (!dev) await env.teardown();
-  }
+  const { activities, rec } = createFakes(opts);
+  // A fresh tenant per saga: workflow ids are per tenant and the dev server is shared by the run.
+  const tenantId = opts.server === 'dev' ? randomUUID() : TENANT;
+  await servers.runSaga<typeof onboardingWorkflow>(
+    { server: opts.server, taskQueuePrefix: 'onboarding-test', activities, workflowType: 'onboardingWorkflow', workflowId: onboardingWorkflowId(tenantId), args: [{ tenantId, ...opts.input }] },
+    (handle, clock) => fn(context(handle, rec, tenantId, clock)),
+  );
 }
-
-const skippingClock = () => ({ now: () => env.currentTimeMs(), sleep: (ms: number) => env.sleep(ms) });
 
 const sha = (s: string) => createHash('sha256').update(s).digest('base64url');
 
-function context(handle: Handle, rec: Recorder, tenantId: string, clock: { now(): Promise<number>; sleep(ms: number): Promise<void> }): Ctx {
+function context(handle: Handle, rec: Recorder, tenantId: string, clock: SagaClock): Ctx {
   const status = () => handle.query(onboardingStatusQuery);
   return {
     handle,
@@ -675,12 +630,12 @@ describe('cancellation and restarts', () => {
   it('a worker restart between steps resumes without repeating a completed step (dev server)', async () => {
     const taskQueue = `onboarding-restart-${randomUUID()}`;
     const tenantId = randomUUID();
-    const clock = { now: async () => Date.now(), sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
+    const clock = wallClock;
     const one = createFakes();
-    const handle = await devClient.workflow.start<typeof onboardingWorkflow>('onboardingWorkflow', { taskQueue, workflowId: onboardingWorkflowId(tenantId), args: [{ tenantId }] });
+    const handle = await servers.devClient.workflow.start<typeof onboardingWorkflow>('onboardingWorkflow', { taskQueue, workflowId: onboardingWorkflowId(tenantId), args: [{ tenantId }] });
     try {
       // The first worker keeps the workflow cached (sticky); once it is gone its sticky queue times out (1 s) and the task goes to the normal queue.
-      const worker1 = await Worker.create({ connection: devNative, taskQueue, workflowBundle: { code: bundleCode }, activities: one.activities, stickyQueueScheduleToStartTimeout: '1 second' });
+      const worker1 = await Worker.create({ connection: servers.devNative, taskQueue, workflowBundle: { code: servers.bundleCode }, activities: one.activities, stickyQueueScheduleToStartTimeout: '1 second' });
       await worker1.runUntil(async () => {
         const c = context(handle, one.rec, tenantId, clock);
         await c.at('awaiting_oauth', 'waiting');
@@ -692,7 +647,7 @@ describe('cancellation and restarts', () => {
 
       // A new worker, with nothing cached: it replays the history and carries on from the choice.
       const two = createFakes();
-      const worker2 = await Worker.create({ connection: devNative, taskQueue, workflowBundle: { code: bundleCode }, activities: two.activities });
+      const worker2 = await Worker.create({ connection: servers.devNative, taskQueue, workflowBundle: { code: servers.bundleCode }, activities: two.activities });
       await worker2.runUntil(async () => {
         const c = context(handle, two.rec, tenantId, clock);
         expect(await c.status()).toMatchObject({ step: 'selecting_assets', status: 'waiting' });

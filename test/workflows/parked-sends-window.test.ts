@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DAY_MS, HOUR_MS } from '../../src/shared/outbound';
 import { channelReconnectedSignal } from '../../workflows/token-lifecycle-definitions';
@@ -14,7 +13,7 @@ import {
   type FakeOptions,
   type TestConversation,
 } from '../support/conversation-fakes';
-import { installQuietRuntime, required } from '../support/stack';
+import { loadWorkflowBundle } from '../support/saga-harness';
 import { startTimeSkippingEnv } from '../support/time-skipping';
 
 /**
@@ -28,8 +27,7 @@ let bundleCode: string;
 let env: TestWorkflowEnvironment;
 
 beforeAll(() => {
-  installQuietRuntime();
-  bundleCode = readFileSync(required('TEST_WORKFLOW_BUNDLE'), 'utf8');
+  bundleCode = loadWorkflowBundle();
 });
 
 /** One test server per test (see conversation-timers.test.ts: its clock is global). */

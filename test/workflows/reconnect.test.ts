@@ -1,10 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { ApplicationFailure } from '@temporalio/activity';
-import { Client, Connection, WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { NativeConnection, Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities';
 import type { ReconnectChannel } from '../../activities/reconnect';
 import type { reconnectWorkflow } from '../../workflows/reconnect';
@@ -19,8 +16,7 @@ import {
   type ReconnectStep,
 } from '../../workflows/token-lifecycle-definitions';
 import { waitFor } from '../support/conversation-fakes';
-import { installQuietRuntime, required } from '../support/stack';
-import { startTimeSkippingEnv } from '../support/time-skipping';
+import { sagaServers } from '../support/saga-harness';
 
 /**
  * The reconnect saga with recording fake activities: on the time-skipping test server where its
@@ -152,25 +148,7 @@ function createFakes(opts: FakeOptions = {}): { activities: Fakes; rec: Recorder
   };
 }
 
-let bundleCode: string;
-let env: TestWorkflowEnvironment;
-let devClient: Client;
-let devConnection: Connection;
-let devNative: NativeConnection;
-
-beforeAll(async () => {
-  installQuietRuntime();
-  bundleCode = readFileSync(required('TEST_WORKFLOW_BUNDLE'), 'utf8');
-  const address = required('TEST_TEMPORAL_ADDRESS');
-  devConnection = await Connection.connect({ address });
-  devClient = new Client({ connection: devConnection });
-  devNative = await NativeConnection.connect({ address });
-});
-
-afterAll(async () => {
-  await devNative?.close();
-  await devConnection?.close();
-});
+const servers = sagaServers();
 
 type Handle = WorkflowHandle<typeof reconnectWorkflow>;
 
@@ -193,54 +171,38 @@ type ScenarioOptions = FakeOptions & { input?: Partial<ReconnectInput>; server?:
 const sha = (s: string) => createHash('sha256').update(s).digest('base64url');
 
 async function scenario(opts: ScenarioOptions, fn: (c: Ctx) => Promise<void>): Promise<void> {
-  const dev = opts.server === 'dev';
-  if (!dev) env = await startTimeSkippingEnv();
-  try {
-    const { activities, rec } = createFakes(opts);
-    const taskQueue = `reconnect-test-${randomUUID()}`;
-    const client = dev ? devClient : env.client;
-    // The dev server is shared by the run: a fresh channel id per saga there.
-    const channelId = dev ? randomUUID() : CHANNEL;
-    const worker = await Worker.create({ connection: dev ? devNative : env.nativeConnection, taskQueue, workflowBundle: { code: bundleCode }, activities });
-    await worker.runUntil(async () => {
-      const handle = await client.workflow.start<typeof reconnectWorkflow>('reconnectWorkflow', {
-        taskQueue,
-        workflowId: reconnectWorkflowId(channelId),
-        args: [{ tenantId: TENANT, channelId, ...opts.input }],
+  const { activities, rec } = createFakes(opts);
+  // The dev server is shared by the run: a fresh channel id per saga there.
+  const channelId = opts.server === 'dev' ? randomUUID() : CHANNEL;
+  await servers.runSaga<typeof reconnectWorkflow>(
+    { server: opts.server, taskQueuePrefix: 'reconnect-test', activities, workflowType: 'reconnectWorkflow', workflowId: reconnectWorkflowId(channelId), args: [{ tenantId: TENANT, channelId, ...opts.input }] },
+    async (handle, clock) => {
+      const status = () => handle.query(reconnectStatusQuery);
+      await fn({
+        handle,
+        rec,
+        ...clock,
+        status,
+        at: (step, state) =>
+          waitFor(async () => {
+            const s = await status();
+            return s.step === step && (!state || s.status === state) ? s : undefined;
+          }, `step ${step}${state ? ` (${state})` : ''}`),
+        problem: () =>
+          waitFor(async () => {
+            const s = await status();
+            return s.step === 'awaiting_oauth' && s.status === 'waiting' && s.problem ? s : undefined;
+          }, 'back at the OAuth step with a problem'),
+        async begin(flow, state = randomUUID(), ttlMs = 10 * MINUTE_MS) {
+          const stateHash = sha(state);
+          await handle.executeUpdate(beginOAuthUpdate, { args: [{ flow, stateHash, expiresAt: (await clock.now()) + ttlMs }] });
+          return stateHash;
+        },
+        callback: (cb) => handle.executeUpdate(reconnectOAuthCallbackUpdate, { args: [cb] }),
+        historyLength: async () => (await handle.fetchHistory()).events?.length ?? 0,
       });
-      try {
-        const clock = dev ? { now: async () => Date.now(), sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) } : { now: () => env.currentTimeMs(), sleep: (ms: number) => env.sleep(ms) };
-        const status = () => handle.query(reconnectStatusQuery);
-        await fn({
-          handle,
-          rec,
-          ...clock,
-          status,
-          at: (step, state) =>
-            waitFor(async () => {
-              const s = await status();
-              return s.step === step && (!state || s.status === state) ? s : undefined;
-            }, `step ${step}${state ? ` (${state})` : ''}`),
-          problem: () =>
-            waitFor(async () => {
-              const s = await status();
-              return s.step === 'awaiting_oauth' && s.status === 'waiting' && s.problem ? s : undefined;
-            }, 'back at the OAuth step with a problem'),
-          async begin(flow, state = randomUUID(), ttlMs = 10 * MINUTE_MS) {
-            const stateHash = sha(state);
-            await handle.executeUpdate(beginOAuthUpdate, { args: [{ flow, stateHash, expiresAt: (await clock.now()) + ttlMs }] });
-            return stateHash;
-          },
-          callback: (cb) => handle.executeUpdate(reconnectOAuthCallbackUpdate, { args: [cb] }),
-          historyLength: async () => (await handle.fetchHistory()).events?.length ?? 0,
-        });
-      } finally {
-        await handle.terminate('test finished').catch(() => undefined);
-      }
-    });
-  } finally {
-    if (!dev) await env.teardown();
-  }
+    },
+  );
 }
 
 /** Begin + a callback with a code: what the portal does after Allow. */

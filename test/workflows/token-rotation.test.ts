@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Client } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
@@ -7,28 +6,18 @@ import { temporal } from '@temporalio/proto';
 import { createActivities } from '../../activities';
 import { PAGE_SUBSCRIBED_FIELDS } from '../../activities/onboarding';
 import type { Config } from '../../src/config';
-import { StaticKeyProvider } from '../../src/crypto/key-provider';
-import { SecretVault } from '../../src/crypto/vault';
+import type { SecretVault } from '../../src/crypto/vault';
 import { connectChannel } from '../../src/db/channels';
 import { createTenant } from '../../src/db/tenants';
 import { createLogger } from '../../src/logger';
 import { GraphClient } from '../../src/meta/graph-client';
 import { createOAuthClient } from '../../src/meta/oauth-client';
-import { startGraphSandbox, type GraphSandbox } from '../../src/sandbox/graph-sandbox';
-import { oauthAppsFromConfig } from '../../src/sandbox/oauth-store';
+import type { GraphSandbox } from '../../src/sandbox/graph-sandbox';
 import { DAY_MS, HOUR_MS, tokenPolicy } from '../../src/shared/token-policy';
 import { notificationWorkflowId, type TokenRotationInput, type TokenRotationTotals } from '../../workflows/token-lifecycle-definitions';
 import type { tokenRotationWorkflow } from '../../workflows/token-rotation';
-import {
-  createTestDatabase,
-  installQuietRuntime,
-  onboardingTestConfig,
-  required,
-  TEST_APP_SECRET,
-  TEST_INSTAGRAM_APP_SECRET,
-  testConfig,
-  type TestDatabase,
-} from '../support/stack';
+import { loadWorkflowBundle, startSandboxedDatabase, type SandboxedDatabase } from '../support/saga-harness';
+import type { TestDatabase } from '../support/stack';
 import { startTimeSkippingEnv } from '../support/time-skipping';
 
 /**
@@ -46,21 +35,18 @@ let db: TestDatabase;
 let sandbox: GraphSandbox;
 let config: Config;
 let vault: SecretVault;
+let fixture: SandboxedDatabase;
 let bundleCode: string;
 let env: TestWorkflowEnvironment;
 
 beforeAll(async () => {
-  installQuietRuntime();
-  bundleCode = readFileSync(required('TEST_WORKFLOW_BUNDLE'), 'utf8');
-  db = await createTestDatabase();
-  sandbox = await startGraphSandbox({ port: 0, oauthApps: oauthAppsFromConfig({ META_APP_SECRET: TEST_APP_SECRET, INSTAGRAM_APP_SECRET: TEST_INSTAGRAM_APP_SECRET }) });
-  config = testConfig({ DATABASE_URL: db.url, GRAPH_API_BASE: sandbox.url, INSTAGRAM_API_BASE: sandbox.url, ...onboardingTestConfig(sandbox.url, 'http://127.0.0.1:3000') });
-  vault = new SecretVault(db.pool, StaticKeyProvider.fromSpec(config.MASTER_KEYS));
+  bundleCode = loadWorkflowBundle();
+  fixture = await startSandboxedDatabase();
+  ({ db, sandbox, config, vault } = fixture);
 });
 
 afterAll(async () => {
-  await sandbox?.close();
-  await db?.drop();
+  await fixture?.close();
 });
 
 // Each test sweeps only its own channels; the OAuth clock restarts with the sandbox's state.
