@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { Pool } from 'pg';
 import { appendAuditEvent } from '../src/audit/log';
+import type { AuditAction } from '../src/audit/types';
 import { ChannelConflictError, connectChannel, findChannelByAccount, loadChannelCredentials } from '../src/db/channels';
 import {
   activateOnboardingChannels,
@@ -21,6 +23,7 @@ import {
 import { loadTenantSettings, SettingsError, tenantSettingsPatchSchema, updateTenantSettings } from '../src/db/tenant-settings';
 import { classifyGraphError, GraphApiError, GraphNetworkError } from '../src/meta/graph-errors';
 import { OAuthNotConfiguredError, type MetaOAuthClient, type SubscriptionTarget } from '../src/meta/oauth-client';
+import type { Logger } from '../src/logger';
 import type { Platform } from '../src/shared/types';
 import type { AssistantConfiguration, GrantedAsset, OnboardingProblem } from '../workflows/onboarding-definitions';
 import { problem, type ProblemCode } from '../workflows/onboarding-problems';
@@ -179,6 +182,33 @@ export function runAuditKey(step: string): string | undefined {
   if (!run) return undefined;
   const id = `${run.workflowId}:${run.runId}`;
   return `wf:${id.length > 150 ? `sha256-${createHash('sha256').update(id).digest('hex')}` : id}:${step}`;
+}
+
+/**
+ * How a saga (onboarding, reconnect) ended without reaching its goal: `<saga>.abandoned`,
+ * `.cancelled` or `.failed` (the reconnect's as `channel.reconnect_*`), once per run and outcome,
+ * and a warning for operators. The problem is recorded by its code only.
+ */
+export async function recordSagaEnd(
+  pool: Pool,
+  logger: Logger,
+  input: { saga: 'onboarding' | 'reconnect'; tenantId: string; resource: string; outcome: 'abandoned' | 'cancelled' | 'failed'; step: string; reason: string; problem?: OnboardingProblem; channelId?: string },
+): Promise<void> {
+  const action: AuditAction = input.saga === 'onboarding' ? `onboarding.${input.outcome}` : `channel.reconnect_${input.outcome}`;
+  await appendAuditEvent(
+    pool,
+    {
+      tenantId: input.tenantId,
+      actor: { type: 'system', id: input.saga },
+      action,
+      resource: input.resource,
+      outcome: input.outcome === 'failed' ? 'failure' : 'success',
+      reason: input.reason,
+      details: { step: input.step, ...(input.problem && { problem: input.problem.code }) },
+    },
+    { idempotencyKey: runAuditKey(input.outcome) },
+  );
+  logger.warn({ tenantId: input.tenantId, ...(input.channelId && { channelId: input.channelId }), outcome: input.outcome, step: input.step, reason: input.reason }, `${input.saga} ${input.outcome}`);
 }
 
 export function createOnboardingActivities({ pool, vault, logger, oauth }: Pick<ActivityDeps, 'pool' | 'vault' | 'logger' | 'oauth'>) {
@@ -434,24 +464,10 @@ export function createOnboardingActivities({ pool, vault, logger, oauth }: Pick<
 
     /**
      * How an onboarding ended without going live: the audit event (once per run and outcome) and
-     * a log line for operators. The owner's e-mail notification hooks in here (issue 8).
+     * a log line for operators.
      */
     async recordOnboardingOutcome(input: { tenantId: string; outcome: OnboardingOutcome; step: string; reason: string; problem?: OnboardingProblem }): Promise<void> {
-      const action = input.outcome === 'abandoned' ? 'onboarding.abandoned' : input.outcome === 'cancelled' ? 'onboarding.cancelled' : 'onboarding.failed';
-      await appendAuditEvent(
-        pool,
-        {
-          tenantId: input.tenantId,
-          actor,
-          action,
-          resource: `tenant:${input.tenantId}`,
-          outcome: input.outcome === 'failed' ? 'failure' : 'success',
-          reason: input.reason,
-          details: { step: input.step, ...(input.problem && { problem: input.problem.code }) },
-        },
-        { idempotencyKey: runAuditKey(input.outcome) },
-      );
-      logger.warn({ tenantId: input.tenantId, outcome: input.outcome, step: input.step, reason: input.reason }, `onboarding ${input.outcome}`);
+      await recordSagaEnd(pool, logger, { ...input, saga: 'onboarding', resource: `tenant:${input.tenantId}` });
     },
   };
 }

@@ -8,7 +8,7 @@ import { requireReauth, temporalNotificationStarter } from '../src/notifications
 import type { Platform } from '../src/shared/types';
 import type { OnboardingProblem } from '../workflows/onboarding-definitions';
 import { CHANNEL_UNAVAILABLE_PROBLEM } from '../workflows/token-lifecycle-definitions';
-import { channelTokensFromGrant, fail, runAuditKey, type FailureDetails } from './onboarding';
+import { channelTokensFromGrant, fail, recordSagaEnd, runAuditKey, type FailureDetails } from './onboarding';
 import type { ActivityDeps } from './index';
 
 /**
@@ -111,21 +111,7 @@ export function createReconnectActivities({ pool, vault, logger, oauth }: Pick<A
 
     /** How a reconnect ended without reconnecting: the audit event (once per run) and a log line. */
     async recordReconnectOutcome(input: { tenantId: string; channelId: string; outcome: ReconnectOutcome; step: string; reason: string; problem?: OnboardingProblem }): Promise<void> {
-      const action = input.outcome === 'abandoned' ? 'channel.reconnect_abandoned' : input.outcome === 'cancelled' ? 'channel.reconnect_cancelled' : 'channel.reconnect_failed';
-      await appendAuditEvent(
-        pool,
-        {
-          tenantId: input.tenantId,
-          actor,
-          action,
-          resource: `channel:${input.channelId}`,
-          outcome: input.outcome === 'failed' ? 'failure' : 'success',
-          reason: input.reason,
-          details: { step: input.step, ...(input.problem && { problem: input.problem.code }) },
-        },
-        { idempotencyKey: runAuditKey(input.outcome) },
-      );
-      logger.warn({ tenantId: input.tenantId, channelId: input.channelId, outcome: input.outcome, step: input.step, reason: input.reason }, `reconnect ${input.outcome}`);
+      await recordSagaEnd(pool, logger, { ...input, saga: 'reconnect', resource: `channel:${input.channelId}` });
     },
   };
 }

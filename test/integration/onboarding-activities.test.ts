@@ -1,5 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
+import { createReconnectActivities } from '../../activities/reconnect';
 import { createOnboardingActivities, INSTAGRAM_SUBSCRIBED_FIELDS, PAGE_SUBSCRIBED_FIELDS, type PlannedChannel } from '../../activities/onboarding';
 import { createSession } from '../../src/auth/sessions';
 import type { Config } from '../../src/config';
@@ -443,6 +444,15 @@ describe('go-live, deactivation and abandonment', () => {
     await acts.recordOnboardingOutcome({ tenantId: t.tenantId, outcome: 'abandoned', step: 'awaiting_oauth', reason: 'oauth_timeout', problem: { code: 'timed_out', message: 'x' } });
     const rows = (await auditActions(t.tenantId)).filter((a) => a.action === 'onboarding.abandoned');
     expect(rows).toEqual([expect.objectContaining({ resource: `tenant:${t.tenantId}`, details: { step: 'awaiting_oauth', problem: 'timed_out' } })]);
+  });
+
+  it('records how a reconnect ended, on the channel, with the same recorder', async () => {
+    const t = await newTenant();
+    const reconnect = createReconnectActivities({ pool: db.pool, vault, logger: createLogger('test', 'silent'), oauth: createOAuthClient(config) });
+    const channelId = randomUUID();
+    await reconnect.recordReconnectOutcome({ tenantId: t.tenantId, channelId, outcome: 'failed', step: 'subscribing', reason: 'GraphPermissionDenied' });
+    const rows = (await auditActions(t.tenantId)).filter((a) => a.action === 'channel.reconnect_failed');
+    expect(rows).toEqual([expect.objectContaining({ resource: `channel:${channelId}`, details: { step: 'subscribing' } })]);
   });
 });
 
