@@ -10,6 +10,21 @@ export const APP_GROUP_ROLE = 'switchboard_app';
  */
 export async function ensureAppLoginRole(ownerPool: Pool, user: string, password: string): Promise<void> {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(user)) throw new Error(`invalid role name ${JSON.stringify(user)}`);
+  // Roles belong to the cluster: two databases set up at once (parallel test files, two migrate
+  // jobs) update the same pg_authid row, and the loser gets "tuple concurrently updated". Every
+  // statement below is idempotent, so the loser simply runs them again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await ensureOnce(ownerPool, user, password);
+      return;
+    } catch (err) {
+      if (attempt >= 5 || !/tuple concurrently (updated|deleted)/.test((err as Error).message)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+    }
+  }
+}
+
+async function ensureOnce(ownerPool: Pool, user: string, password: string): Promise<void> {
   const client = await ownerPool.connect();
   try {
     const quotedPassword = (await client.query<{ q: string }>('SELECT quote_literal($1) AS q', [password])).rows[0]!.q;
