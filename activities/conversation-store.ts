@@ -44,8 +44,7 @@ export function createConversationActivities({ pool, logger }: Pick<ActivityDeps
     /** Also the conversation's parked replies: a run that completed idle (or continued as new) with parked sends still has them. */
     async loadConversationSnapshot(input: { ref: ConversationRef }): Promise<ConversationSnapshot & { parked: ParkedOutbound[] }> {
       return orphanSafe(async () => {
-        const [state, settings] = await Promise.all([loadConversationState(pool, input.ref), loadTenantSettings(pool, input.ref.tenantId)]);
-        const parked = await listParkedOutbound(pool, input.ref.tenantId, state.conversationId);
+        const [state, settings, parked] = await Promise.all([loadConversationState(pool, input.ref), loadTenantSettings(pool, input.ref.tenantId), listParkedOutbound(pool, input.ref)]);
         return { ...state, settings: settings.agent, parked };
       });
     },

@@ -63,14 +63,20 @@ export async function unparkOutbound(
   });
 }
 
-/** The conversation's parked replies, oldest first (a new run delivers them in this order). */
-export async function listParkedOutbound(db: Pool | Queryable, tenantId: string, conversationId: string): Promise<ParkedOutbound[]> {
-  const { rows } = await inTenant(db, tenantId, (tx) =>
+/**
+ * The conversation's parked replies, oldest first (a new run delivers them in this order). Read at
+ * every run start, so it goes by the channel through `messages_parked_idx` (only parked rows,
+ * usually none) instead of the conversation's whole history, and needs no conversation id: the
+ * caller runs it beside loading the conversation.
+ */
+export async function listParkedOutbound(db: Pool | Queryable, ref: { tenantId: string; channelId: string; customerId: string }): Promise<ParkedOutbound[]> {
+  const { rows } = await inTenant(db, ref.tenantId, (tx) =>
     tx.query<{ id: string; author: 'bot' | 'human_agent'; text: string | null; created_at: Date; send_round: number | null }>(
-      `SELECT id, author, text, created_at, send_round FROM messages
-        WHERE conversation_id = $1 AND direction = 'outbound' AND status = 'parked'
-        ORDER BY created_at, id`,
-      [conversationId],
+      `SELECT m.id, m.author, m.text, m.created_at, m.send_round
+         FROM messages m JOIN conversations c ON c.id = m.conversation_id
+        WHERE m.channel_id = $1 AND m.status = 'parked' AND m.direction = 'outbound' AND c.customer_id = $2
+        ORDER BY m.created_at, m.id`,
+      [ref.channelId, ref.customerId],
     ),
   );
   return rows.map((r) => ({ outboundId: r.id, author: r.author, text: r.text ?? '', createdAt: r.created_at.getTime(), sendRound: r.send_round }));
